@@ -1,0 +1,35 @@
+//! Keel's on-device runtime: load a `.keel` policy blob straight from flash and compute actions.
+//!
+//! * `#![no_std]`, no heap, no global state: scratch space lives on the stack and is sized by the
+//!   const-generic capacity `W` of [`Policy`].
+//! * [`Policy::from_bytes`] validates a blob once (magic, version, CRC-32, shapes, capacity,
+//!   finiteness) and then borrows it: the weights are never copied, and may sit unaligned in flash.
+//! * Nothing here panics on input: malformed bytes and bad observations are returned as typed
+//!   errors ([`FormatError`], [`ActError`]), and [`SafeController`] turns any failure into a
+//!   caller-chosen fallback action.
+//!
+//! The byte layout is specified in `FORMAT.md` next to this crate's manifest. The encoder that the
+//! trainer uses ([`encode`]) sits behind the `alloc` feature so the same types define both sides.
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod activation;
+mod error;
+pub mod format;
+mod linalg;
+pub mod plants;
+mod policy;
+mod safe;
+
+#[cfg(feature = "alloc")]
+pub mod encode;
+
+pub use activation::{fast_tanh, Activation};
+pub use error::{ActError, FormatError};
+pub use format::{Squash, FORMAT_VERSION, MAGIC};
+pub use policy::{LayerInfo, Metadata, Policy};
+pub use safe::{Outcome, Reason, SafeController};

@@ -1,0 +1,275 @@
+//! Validating a blob once, then computing actions from it without allocation.
+use crate::activation::Activation;
+use crate::error::{ActError, FormatError};
+use crate::format::{
+    align_up, layer_kind, role, Header, Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC,
+    MAX_LAYERS, PRELUDE_LEN,
+};
+use crate::linalg::{dense, F32s};
+
+pub use crate::format::MetaHeader as Metadata;
+
+/// One validated dense layer of the actor, borrowing its tensors from the blob.
+#[derive(Clone, Copy, Debug)]
+struct Dense<'a> {
+    weight: F32s<'a>,
+    bias: F32s<'a>,
+    in_dim: usize,
+    out_dim: usize,
+    activation: Activation,
+}
+
+/// Shape and activation of one layer, for inspection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub activation: Activation,
+}
+
+/// A validated policy borrowing its blob. `W` is the compile-time capacity: the largest
+/// observation, hidden or action width this build accepts, and the size of the two scratch
+/// vectors `act` keeps on the stack (2 x 4 x `W` bytes).
+#[derive(Clone, Debug)]
+pub struct Policy<'a, const W: usize = 64> {
+    meta: Metadata<'a>,
+    obs_mean: F32s<'a>,
+    obs_inv_std: F32s<'a>,
+    obs_clip: f32,
+    act_low: F32s<'a>,
+    act_high: F32s<'a>,
+    squash: Squash,
+    layers: heapless::Vec<Dense<'a>, MAX_LAYERS>,
+    blob_len: usize,
+}
+
+/// Splits `bytes` into (prelude-checked body, data region) after checking magic, version and CRC.
+fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
+    let len = bytes.len();
+    if len < PRELUDE_LEN + CRC_LEN {
+        return Err(FormatError::TooShort { len });
+    }
+    let (magic, rest) = bytes.split_first_chunk::<4>().ok_or(FormatError::TooShort { len })?;
+    if *magic != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let (version, _) = rest.split_first_chunk::<2>().ok_or(FormatError::TooShort { len })?;
+    let found = u16::from_le_bytes(*version);
+    if found != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found, supported: FORMAT_VERSION });
+    }
+    let (covered, stored) = bytes.split_last_chunk::<4>().ok_or(FormatError::TooShort { len })?;
+    let stored = u32::from_le_bytes(*stored);
+    let computed = CRC32.checksum(covered);
+    if stored != computed {
+        return Err(FormatError::BadChecksum { stored, computed });
+    }
+    let body = covered.get(PRELUDE_LEN..).ok_or(FormatError::TooShort { len })?;
+    let (header, after) =
+        postcard::take_from_bytes::<Header<'_>>(body).map_err(|_| FormatError::MalformedHeader)?;
+    let header_end = covered.len() - after.len();
+    let data_start = align_up(header_end).ok_or(FormatError::BadPadding)?;
+    let pad = covered.get(header_end..data_start).ok_or(FormatError::BadPadding)?;
+    if pad.iter().any(|&b| b != 0) {
+        return Err(FormatError::BadPadding);
+    }
+    let data = covered.get(data_start..).ok_or(FormatError::BadPadding)?;
+    Ok((header, data))
+}
+
+/// Resolves a tensor reference of exactly `n` f32 values, all finite.
+fn tensor<'a>(data: &'a [u8], t: crate::format::TensorRef, n: usize) -> Result<F32s<'a>, FormatError> {
+    let start = t.offset as usize;
+    let end = start.checked_add(t.len as usize).ok_or(FormatError::TensorOutOfBounds)?;
+    let bytes = data.get(start..end).ok_or(FormatError::TensorOutOfBounds)?;
+    let v = F32s::new(bytes).ok_or(FormatError::TensorOutOfBounds)?;
+    if v.len() != n {
+        return Err(FormatError::ShapeMismatch);
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(FormatError::NonFiniteParameter);
+    }
+    Ok(v)
+}
+
+fn within<const W: usize>(dim: usize) -> Result<usize, FormatError> {
+    if dim == 0 {
+        return Err(FormatError::ShapeMismatch);
+    }
+    if dim > W {
+        return Err(FormatError::CapacityExceeded { dim, capacity: W });
+    }
+    Ok(dim)
+}
+
+impl<'a, const W: usize> Policy<'a, W> {
+    /// Validates `bytes` completely and borrows them. After this succeeds, [`Policy::act`] can only
+    /// fail on its own arguments.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let (h, data) = check_container(bytes)?;
+        let obs_dim = within::<W>(usize::from(h.obs_dim))?;
+        let act_dim = within::<W>(usize::from(h.act_dim))?;
+        let squash = Squash::from_code(h.squash).ok_or(FormatError::UnsupportedSquash { code: h.squash })?;
+        let obs_mean = tensor(data, h.obs_mean, obs_dim)?;
+        let obs_inv_std = tensor(data, h.obs_inv_std, obs_dim)?;
+        if !h.obs_clip.is_finite() || h.obs_clip < 0.0 {
+            return Err(FormatError::NonFiniteParameter);
+        }
+        let act_low = tensor(data, h.act_low, act_dim)?;
+        let act_high = tensor(data, h.act_high, act_dim)?;
+        if act_low.iter().zip(act_high.iter()).any(|(lo, hi)| lo >= hi) {
+            return Err(FormatError::BadActionBounds);
+        }
+
+        let mut actor = None;
+        for net in &h.networks {
+            match net.role {
+                role::ACTOR if actor.is_none() => actor = Some(net),
+                role::ACTOR => return Err(FormatError::MalformedHeader),
+                role::CRITIC => {} // monitoring network: not used by this reader yet
+                other if net.required => return Err(FormatError::UnsupportedNetwork { role: other }),
+                _ => {}
+            }
+        }
+        let actor = actor.ok_or(FormatError::MissingActor)?;
+
+        let mut layers = heapless::Vec::new();
+        let mut width = obs_dim;
+        for l in &actor.layers {
+            if l.kind != layer_kind::DENSE_F32 {
+                return Err(FormatError::UnsupportedLayerKind { kind: l.kind });
+            }
+            let activation = Activation::from_code(l.activation)
+                .ok_or(FormatError::UnsupportedActivation { code: l.activation })?;
+            let (in_dim, out_dim) = (usize::from(l.in_dim), within::<W>(usize::from(l.out_dim))?);
+            let [w, b] = l.params.as_slice() else {
+                return Err(FormatError::ShapeMismatch);
+            };
+            if in_dim != width {
+                return Err(FormatError::ShapeMismatch);
+            }
+            let weight = tensor(data, *w, in_dim.checked_mul(out_dim).ok_or(FormatError::ShapeMismatch)?)?;
+            let bias = tensor(data, *b, out_dim)?;
+            let layer = Dense { weight, bias, in_dim, out_dim, activation };
+            layers.push(layer).map_err(|_| FormatError::MalformedHeader)?;
+            width = out_dim;
+        }
+        if layers.is_empty() || width != act_dim {
+            return Err(FormatError::ShapeMismatch);
+        }
+        Ok(Self {
+            meta: h.meta,
+            obs_mean,
+            obs_inv_std,
+            obs_clip: h.obs_clip,
+            act_low,
+            act_high,
+            squash,
+            layers,
+            blob_len: bytes.len(),
+        })
+    }
+
+    /// Computes the deterministic action for `obs` into `action`.
+    ///
+    /// Normalises the observation, runs the MLP, squashes and scales to the action bounds.
+    /// On error `action` is left untouched, so a caller never sees a partial or NaN command.
+    pub fn act(&self, obs: &[f32], action: &mut [f32]) -> Result<(), ActError> {
+        let (obs_dim, act_dim) = (self.obs_dim(), self.act_dim());
+        if obs.len() != obs_dim {
+            return Err(ActError::Dim { expected: obs_dim, found: obs.len() });
+        }
+        if action.len() != act_dim {
+            return Err(ActError::Dim { expected: act_dim, found: action.len() });
+        }
+        if let Some(index) = obs.iter().position(|x| !x.is_finite()) {
+            return Err(ActError::NonFinite { index });
+        }
+
+        let mut x: heapless::Vec<f32, W> = heapless::Vec::new();
+        let mut y: heapless::Vec<f32, W> = heapless::Vec::new();
+        let clip = if self.obs_clip > 0.0 { self.obs_clip } else { f32::INFINITY };
+        for ((o, m), s) in obs.iter().zip(self.obs_mean.iter()).zip(self.obs_inv_std.iter()) {
+            // Capacity was checked at load; a failed push would only shorten x, which `dense`
+            // then reports as a shape error below.
+            let _ = x.push(((o - m) * s).clamp(-clip, clip));
+        }
+        for layer in &self.layers {
+            y.clear();
+            let _ = y.resize(layer.out_dim, 0.0);
+            if x.len() != layer.in_dim || !dense(layer.weight, layer.bias, &x, &mut y) {
+                return Err(ActError::Dim { expected: layer.in_dim, found: x.len() });
+            }
+            layer.activation.apply_slice(&mut y);
+            core::mem::swap(&mut x, &mut y);
+        }
+        if x.len() != act_dim {
+            return Err(ActError::Dim { expected: act_dim, found: x.len() });
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(ActError::NonFiniteOutput);
+        }
+        let bounds = self.act_low.iter().zip(self.act_high.iter());
+        for ((a, u), (lo, hi)) in action.iter_mut().zip(x.iter()).zip(bounds) {
+            let t = match self.squash {
+                Squash::Tanh => libm::tanhf(*u),
+                Squash::Clip => u.clamp(-1.0, 1.0),
+            };
+            // The final clamp guards against rounding pushing the affine map past a bound.
+            *a = (lo + (t + 1.0) * 0.5 * (hi - lo)).clamp(lo, hi);
+        }
+        Ok(())
+    }
+
+    /// Observation dimension.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_mean.len()
+    }
+
+    /// Action dimension.
+    pub fn act_dim(&self) -> usize {
+        self.act_low.len()
+    }
+
+    /// Name, environment, writer version and training steps.
+    pub fn metadata(&self) -> &Metadata<'a> {
+        &self.meta
+    }
+
+    /// How actions are squashed into their bounds.
+    pub fn squash(&self) -> Squash {
+        self.squash
+    }
+
+    /// Action bound `i` as `(low, high)`.
+    pub fn action_bounds(&self, i: usize) -> Option<(f32, f32)> {
+        Some((self.act_low.iter().nth(i)?, self.act_high.iter().nth(i)?))
+    }
+
+    /// Shapes and activations of the actor's layers.
+    pub fn layers(&self) -> impl Iterator<Item = LayerInfo> + '_ {
+        self.layers.iter().map(|l| LayerInfo {
+            in_dim: l.in_dim,
+            out_dim: l.out_dim,
+            activation: l.activation,
+        })
+    }
+
+    /// Number of actor weights and biases.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(|l| l.in_dim * l.out_dim + l.out_dim).sum()
+    }
+
+    /// Size of the whole blob in bytes.
+    pub fn blob_len(&self) -> usize {
+        self.blob_len
+    }
+
+    /// True when every actor tensor is used in place as `&[f32]` (the blob sits 4-byte aligned),
+    /// false when at least one is decoded byte by byte.
+    pub fn is_aligned(&self) -> bool {
+        self.layers
+            .iter()
+            .all(|l| matches!((l.weight, l.bias), (F32s::Native(_), F32s::Native(_))))
+    }
+}

@@ -1,0 +1,1 @@
+//! Keel's deployment and measurement tooling.

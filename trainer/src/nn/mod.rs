@@ -1,0 +1,1 @@
+//! Neural-network core (filled in by the nn work).
