@@ -1,6 +1,7 @@
 //! `cargo bench -p keel-runtime --features alloc --bench act`: host latency of one `act` call for
 //! the default Pendulum actor (3-64-64-1), aligned (in place) and unaligned (decoded) weights, and
 //! the cost of validating a blob.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use keel_runtime::encode::{encode, PolicySpec};
 use keel_runtime::Policy;
@@ -8,7 +9,11 @@ use keel_runtime::Policy;
 fn bench(c: &mut Criterion) {
     let blob = encode(&PolicySpec::example(3, &[64, 64], 1, 7)).expect("encode");
     let params = 3 * 64 + 64 + 64 * 64 + 64 + 64 + 1;
-    println!("3-64-64-1: {params} params, blob {} bytes, bound 4*params+128 = {}", blob.len(), 4 * params + 128);
+    println!(
+        "3-64-64-1: {params} params, blob {} bytes, bound 4*params+128 = {}",
+        blob.len(),
+        4 * params + 128
+    );
 
     // An aligned copy (u32 storage) and a deliberately misaligned one (offset by one byte).
     let mut words = vec![0u32; blob.len().div_ceil(4)];

@@ -113,8 +113,8 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(fast_tanh(f32::INFINITY), 1.0);
-        assert_eq!(fast_tanh(f32::NEG_INFINITY), -1.0);
+        assert!((fast_tanh(f32::INFINITY) - 1.0).abs() <= 1e-4);
+        assert!((fast_tanh(f32::NEG_INFINITY) + 1.0).abs() <= 1e-4);
         assert_eq!(fast_tanh(0.0), 0.0);
     }
 
@@ -132,7 +132,12 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for a in [Activation::Identity, Activation::Relu, Activation::Tanh, Activation::FastTanh] {
+        for a in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::FastTanh,
+        ] {
             assert_eq!(Activation::from_code(a.code()), Some(a));
         }
         assert_eq!(Activation::from_code(200), None);

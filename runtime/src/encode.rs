@@ -98,18 +98,21 @@ impl DenseSpec {
     }
 }
 
-/// Appends tensors to the data region, each starting 4-byte aligned.
+/// Appends tensors to the data region; each is zero-padded to whole 4-byte words.
 struct DataRegion(Vec<u8>);
 
 impl DataRegion {
     fn push(&mut self, bytes: &[u8]) -> Result<TensorRef, EncodeError> {
-        while self.0.len() % 4 != 0 {
+        let words = |n: usize| u32::try_from(n / 4).map_err(|_| EncodeError::TooLarge);
+        let offset = words(self.0.len())?;
+        self.0.extend_from_slice(bytes);
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
-        let offset = u32::try_from(self.0.len()).map_err(|_| EncodeError::TooLarge)?;
-        let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge)?;
-        self.0.extend_from_slice(bytes);
-        Ok(TensorRef { offset, len })
+        Ok(TensorRef {
+            offset,
+            len: words(bytes.len().div_ceil(4) * 4)?,
+        })
     }
 }
 
@@ -126,18 +129,21 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
     let act_low = data.push(&f32_bytes(&spec.act_low))?;
     let act_high = data.push(&f32_bytes(&spec.act_high))?;
 
-    let actor = RawNetwork {
+    // An empty `actor` writes no actor network, so a raw one can come from `extra_networks`.
+    let actor = (!spec.actor.is_empty()).then(|| RawNetwork {
         role: role::ACTOR,
         required: true,
         layers: spec.actor.iter().map(DenseSpec::to_raw).collect(),
-    };
+    });
     let mut networks = heapless::Vec::new();
-    for net in core::iter::once(&actor).chain(&spec.extra_networks) {
+    for net in actor.iter().chain(&spec.extra_networks) {
         let mut layers = heapless::Vec::new();
         for l in &net.layers {
             let mut params = heapless::Vec::new();
             for p in &l.params {
-                params.push(data.push(p)?).map_err(|_| EncodeError::TooMany("tensors per layer"))?;
+                params
+                    .push(data.push(p)?)
+                    .map_err(|_| EncodeError::TooMany("tensors per layer"))?;
             }
             let header = LayerHeader {
                 kind: l.kind,
@@ -146,10 +152,18 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
                 activation: l.activation,
                 params,
             };
-            layers.push(header).map_err(|_| EncodeError::TooMany("layers"))?;
+            layers
+                .push(header)
+                .map_err(|_| EncodeError::TooMany("layers"))?;
         }
-        let header = NetworkHeader { role: net.role, required: net.required, layers };
-        networks.push(header).map_err(|_| EncodeError::TooMany("networks"))?;
+        let header = NetworkHeader {
+            role: net.role,
+            required: net.required,
+            layers,
+        };
+        networks
+            .push(header)
+            .map_err(|_| EncodeError::TooMany("networks"))?;
     }
 
     let header = Header {
@@ -197,20 +211,26 @@ impl PolicySpec {
             z ^= z >> 31;
             (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         };
-        let dims: Vec<usize> =
-            core::iter::once(obs_dim).chain(hidden.iter().copied()).chain(core::iter::once(act_dim)).collect();
+        let dims: Vec<usize> = core::iter::once(obs_dim)
+            .chain(hidden.iter().copied())
+            .chain(core::iter::once(act_dim))
+            .collect();
         let actor = dims
-            .windows(2)
+            .iter()
+            .zip(dims.iter().skip(1))
             .enumerate()
-            .map(|(i, w)| {
-                let (n_in, n_out) = (w[0], w[1]);
+            .map(|(i, (&n_in, &n_out))| {
                 let scale = 1.0 / libm::sqrtf(n_in as f32);
                 DenseSpec {
                     in_dim: n_in,
                     out_dim: n_out,
                     weight: (0..n_in * n_out).map(|_| next() * scale).collect(),
                     bias: (0..n_out).map(|_| next() * 0.1).collect(),
-                    activation: if i + 2 == dims.len() { Activation::Identity } else { Activation::FastTanh },
+                    activation: if i + 2 == dims.len() {
+                        Activation::Identity
+                    } else {
+                        Activation::FastTanh
+                    },
                 }
             })
             .collect();

@@ -2,7 +2,7 @@
 //! `FORMAT.md` beside the crate manifest is the normative description; keep the two in step.
 //!
 //! ```text
-//! magic "KEEL" | version u16 LE | header (postcard) | zero pad to 16 | tensor data | CRC-32 LE
+//! magic "KEEL" | version u16 LE | header (postcard) | zero pad to 4 | tensor data | CRC-32 LE
 //! ```
 //! The header holds only small scalars and [`TensorRef`]s into the data region, so the weights can
 //! be aligned (fast path on the device) and are never copied.
@@ -16,8 +16,9 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const PRELUDE_LEN: usize = 6;
 /// Bytes of the trailing CRC-32.
 pub const CRC_LEN: usize = 4;
-/// The tensor data region starts at a multiple of this offset from the start of the blob.
-pub const DATA_ALIGN: usize = 16;
+/// The tensor data region starts at a multiple of this offset from the start of the blob, so a
+/// blob stored at a word-aligned address has every f32 tensor word-aligned.
+pub const DATA_ALIGN: usize = 4;
 /// Most networks a header may list (actor + critic today; room for one more).
 pub const MAX_NETWORKS: usize = 3;
 /// Most layers per network.
@@ -66,7 +67,8 @@ impl Squash {
     }
 }
 
-/// A slice of the data region: `offset` and `len` in bytes from the start of the region.
+/// A slice of the data region: `offset` and `len` in 4-byte words from the start of the region
+/// (words, not bytes, keep the varints short: a 3-64-64-1 actor's refs take 2 bytes each).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorRef {
     pub offset: u32,

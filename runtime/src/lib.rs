@@ -12,7 +12,10 @@
 //! trainer uses ([`encode`]) sits behind the `alloc` feature so the same types define both sides.
 #![no_std]
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -18,7 +18,7 @@ impl<'a> F32s<'a> {
     /// Views `bytes` (a whole number of f32) without copying. `None` if the length is not a
     /// multiple of four.
     pub(crate) fn new(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return None;
         }
         #[cfg(target_endian = "little")]
@@ -117,7 +117,10 @@ mod tests {
             let mut y = [0.0f32; 2];
             assert!(dense(wv, bv, &x, &mut y));
             for j in 0..2 {
-                assert!((y[j] - y_ref[j]).abs() < 1e-6, "shift {shift}: {y:?} vs {y_ref:?}");
+                assert!(
+                    (y[j] - y_ref[j]).abs() < 1e-6,
+                    "shift {shift}: {y:?} vs {y_ref:?}"
+                );
             }
         }
         assert!(seen_native && seen_le);

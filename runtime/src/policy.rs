@@ -2,8 +2,8 @@
 use crate::activation::Activation;
 use crate::error::{ActError, FormatError};
 use crate::format::{
-    align_up, layer_kind, role, Header, Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC,
-    MAX_LAYERS, PRELUDE_LEN,
+    align_up, layer_kind, role, Header, Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    PRELUDE_LEN,
 };
 use crate::linalg::{dense, F32s};
 
@@ -49,27 +49,40 @@ fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
     if len < PRELUDE_LEN + CRC_LEN {
         return Err(FormatError::TooShort { len });
     }
-    let (magic, rest) = bytes.split_first_chunk::<4>().ok_or(FormatError::TooShort { len })?;
+    let (magic, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(FormatError::TooShort { len })?;
     if *magic != MAGIC {
         return Err(FormatError::BadMagic);
     }
-    let (version, _) = rest.split_first_chunk::<2>().ok_or(FormatError::TooShort { len })?;
+    let (version, _) = rest
+        .split_first_chunk::<2>()
+        .ok_or(FormatError::TooShort { len })?;
     let found = u16::from_le_bytes(*version);
     if found != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found, supported: FORMAT_VERSION });
+        return Err(FormatError::UnsupportedVersion {
+            found,
+            supported: FORMAT_VERSION,
+        });
     }
-    let (covered, stored) = bytes.split_last_chunk::<4>().ok_or(FormatError::TooShort { len })?;
+    let (covered, stored) = bytes
+        .split_last_chunk::<4>()
+        .ok_or(FormatError::TooShort { len })?;
     let stored = u32::from_le_bytes(*stored);
     let computed = CRC32.checksum(covered);
     if stored != computed {
         return Err(FormatError::BadChecksum { stored, computed });
     }
-    let body = covered.get(PRELUDE_LEN..).ok_or(FormatError::TooShort { len })?;
+    let body = covered
+        .get(PRELUDE_LEN..)
+        .ok_or(FormatError::TooShort { len })?;
     let (header, after) =
         postcard::take_from_bytes::<Header<'_>>(body).map_err(|_| FormatError::MalformedHeader)?;
     let header_end = covered.len() - after.len();
     let data_start = align_up(header_end).ok_or(FormatError::BadPadding)?;
-    let pad = covered.get(header_end..data_start).ok_or(FormatError::BadPadding)?;
+    let pad = covered
+        .get(header_end..data_start)
+        .ok_or(FormatError::BadPadding)?;
     if pad.iter().any(|&b| b != 0) {
         return Err(FormatError::BadPadding);
     }
@@ -78,9 +91,20 @@ fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
 }
 
 /// Resolves a tensor reference of exactly `n` f32 values, all finite.
-fn tensor<'a>(data: &'a [u8], t: crate::format::TensorRef, n: usize) -> Result<F32s<'a>, FormatError> {
-    let start = t.offset as usize;
-    let end = start.checked_add(t.len as usize).ok_or(FormatError::TensorOutOfBounds)?;
+fn tensor<'a>(
+    data: &'a [u8],
+    t: crate::format::TensorRef,
+    n: usize,
+) -> Result<F32s<'a>, FormatError> {
+    let start = (t.offset as usize)
+        .checked_mul(4)
+        .ok_or(FormatError::TensorOutOfBounds)?;
+    let len = (t.len as usize)
+        .checked_mul(4)
+        .ok_or(FormatError::TensorOutOfBounds)?;
+    let end = start
+        .checked_add(len)
+        .ok_or(FormatError::TensorOutOfBounds)?;
     let bytes = data.get(start..end).ok_or(FormatError::TensorOutOfBounds)?;
     let v = F32s::new(bytes).ok_or(FormatError::TensorOutOfBounds)?;
     if v.len() != n {
@@ -109,7 +133,8 @@ impl<'a, const W: usize> Policy<'a, W> {
         let (h, data) = check_container(bytes)?;
         let obs_dim = within::<W>(usize::from(h.obs_dim))?;
         let act_dim = within::<W>(usize::from(h.act_dim))?;
-        let squash = Squash::from_code(h.squash).ok_or(FormatError::UnsupportedSquash { code: h.squash })?;
+        let squash =
+            Squash::from_code(h.squash).ok_or(FormatError::UnsupportedSquash { code: h.squash })?;
         let obs_mean = tensor(data, h.obs_mean, obs_dim)?;
         let obs_inv_std = tensor(data, h.obs_inv_std, obs_dim)?;
         if !h.obs_clip.is_finite() || h.obs_clip < 0.0 {
@@ -127,7 +152,9 @@ impl<'a, const W: usize> Policy<'a, W> {
                 role::ACTOR if actor.is_none() => actor = Some(net),
                 role::ACTOR => return Err(FormatError::MalformedHeader),
                 role::CRITIC => {} // monitoring network: not used by this reader yet
-                other if net.required => return Err(FormatError::UnsupportedNetwork { role: other }),
+                other if net.required => {
+                    return Err(FormatError::UnsupportedNetwork { role: other })
+                }
                 _ => {}
             }
         }
@@ -148,10 +175,24 @@ impl<'a, const W: usize> Policy<'a, W> {
             if in_dim != width {
                 return Err(FormatError::ShapeMismatch);
             }
-            let weight = tensor(data, *w, in_dim.checked_mul(out_dim).ok_or(FormatError::ShapeMismatch)?)?;
+            let weight = tensor(
+                data,
+                *w,
+                in_dim
+                    .checked_mul(out_dim)
+                    .ok_or(FormatError::ShapeMismatch)?,
+            )?;
             let bias = tensor(data, *b, out_dim)?;
-            let layer = Dense { weight, bias, in_dim, out_dim, activation };
-            layers.push(layer).map_err(|_| FormatError::MalformedHeader)?;
+            let layer = Dense {
+                weight,
+                bias,
+                in_dim,
+                out_dim,
+                activation,
+            };
+            layers
+                .push(layer)
+                .map_err(|_| FormatError::MalformedHeader)?;
             width = out_dim;
         }
         if layers.is_empty() || width != act_dim {
@@ -177,10 +218,16 @@ impl<'a, const W: usize> Policy<'a, W> {
     pub fn act(&self, obs: &[f32], action: &mut [f32]) -> Result<(), ActError> {
         let (obs_dim, act_dim) = (self.obs_dim(), self.act_dim());
         if obs.len() != obs_dim {
-            return Err(ActError::Dim { expected: obs_dim, found: obs.len() });
+            return Err(ActError::Dim {
+                expected: obs_dim,
+                found: obs.len(),
+            });
         }
         if action.len() != act_dim {
-            return Err(ActError::Dim { expected: act_dim, found: action.len() });
+            return Err(ActError::Dim {
+                expected: act_dim,
+                found: action.len(),
+            });
         }
         if let Some(index) = obs.iter().position(|x| !x.is_finite()) {
             return Err(ActError::NonFinite { index });
@@ -188,8 +235,16 @@ impl<'a, const W: usize> Policy<'a, W> {
 
         let mut x: heapless::Vec<f32, W> = heapless::Vec::new();
         let mut y: heapless::Vec<f32, W> = heapless::Vec::new();
-        let clip = if self.obs_clip > 0.0 { self.obs_clip } else { f32::INFINITY };
-        for ((o, m), s) in obs.iter().zip(self.obs_mean.iter()).zip(self.obs_inv_std.iter()) {
+        let clip = if self.obs_clip > 0.0 {
+            self.obs_clip
+        } else {
+            f32::INFINITY
+        };
+        for ((o, m), s) in obs
+            .iter()
+            .zip(self.obs_mean.iter())
+            .zip(self.obs_inv_std.iter())
+        {
             // Capacity was checked at load; a failed push would only shorten x, which `dense`
             // then reports as a shape error below.
             let _ = x.push(((o - m) * s).clamp(-clip, clip));
@@ -198,13 +253,19 @@ impl<'a, const W: usize> Policy<'a, W> {
             y.clear();
             let _ = y.resize(layer.out_dim, 0.0);
             if x.len() != layer.in_dim || !dense(layer.weight, layer.bias, &x, &mut y) {
-                return Err(ActError::Dim { expected: layer.in_dim, found: x.len() });
+                return Err(ActError::Dim {
+                    expected: layer.in_dim,
+                    found: x.len(),
+                });
             }
             layer.activation.apply_slice(&mut y);
             core::mem::swap(&mut x, &mut y);
         }
         if x.len() != act_dim {
-            return Err(ActError::Dim { expected: act_dim, found: x.len() });
+            return Err(ActError::Dim {
+                expected: act_dim,
+                found: x.len(),
+            });
         }
         if x.iter().any(|v| !v.is_finite()) {
             return Err(ActError::NonFiniteOutput);
@@ -257,7 +318,10 @@ impl<'a, const W: usize> Policy<'a, W> {
 
     /// Number of actor weights and biases.
     pub fn param_count(&self) -> usize {
-        self.layers.iter().map(|l| l.in_dim * l.out_dim + l.out_dim).sum()
+        self.layers
+            .iter()
+            .map(|l| l.in_dim * l.out_dim + l.out_dim)
+            .sum()
     }
 
     /// Size of the whole blob in bytes.

@@ -42,7 +42,10 @@ pub struct SafeController<'a, const W: usize = 64> {
 impl<'a, const W: usize> SafeController<'a, W> {
     /// Validates `blob`; a rejected blob is remembered and reported on every `act`.
     pub fn new(blob: &'a [u8], fallback: &'a [f32]) -> Self {
-        Self { policy: Policy::from_bytes(blob), fallback }
+        Self {
+            policy: Policy::from_bytes(blob),
+            fallback,
+        }
     }
 
     /// Wraps an already-loaded policy (or load error).
@@ -65,7 +68,10 @@ impl<'a, const W: usize> SafeController<'a, W> {
             Err(e) => Reason::Load(*e),
         };
         action.iter_mut().for_each(|a| *a = 0.0);
-        action.iter_mut().zip(self.fallback).for_each(|(a, f)| *a = *f);
+        action
+            .iter_mut()
+            .zip(self.fallback)
+            .for_each(|(a, f)| *a = *f);
         Outcome::Fallback(reason)
     }
 }

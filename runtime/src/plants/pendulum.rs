@@ -62,7 +62,11 @@ pub fn angle_normalize(x: f64) -> f64 {
 impl PendulumState {
     /// The f32 observation `[cos th, sin th, thdot]`.
     pub fn observation<T: Trig>(&self) -> [f32; 3] {
-        [T::cos(self.th) as f32, T::sin(self.th) as f32, self.thdot as f32]
+        [
+            T::cos(self.th) as f32,
+            T::sin(self.th) as f32,
+            self.thdot as f32,
+        ]
     }
 
     /// One step under torque `action` (clipped to +-2). Returns the reward (negative cost).
