@@ -45,6 +45,7 @@ pub struct PolicySpec {
     pub env_id: String,
     pub keel_version: String,
     pub train_steps: u64,
+    /// Observation normalisation; both empty means identity (nothing stored).
     pub obs_mean: Vec<f32>,
     pub obs_inv_std: Vec<f32>,
     /// Clamp normalised observations to +-obs_clip; 0 disables.
@@ -80,6 +81,16 @@ impl core::fmt::Display for EncodeError {
 }
 
 impl core::error::Error for EncodeError {}
+
+impl PolicySpec {
+    /// The observation dimension: the normalisation's length, else the actor's input width.
+    pub fn obs_dim(&self) -> usize {
+        match (self.obs_mean.len(), self.actor.first()) {
+            (0, Some(first)) => first.in_dim,
+            (n, _) => n,
+        }
+    }
+}
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -173,7 +184,7 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
             keel_version: &spec.keel_version,
             train_steps: spec.train_steps,
         },
-        obs_dim: dim(spec.obs_mean.len())?,
+        obs_dim: dim(spec.obs_dim())?,
         act_dim: dim(spec.act_low.len())?,
         obs_mean,
         obs_inv_std,

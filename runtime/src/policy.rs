@@ -33,8 +33,9 @@ pub struct LayerInfo {
 #[derive(Clone, Debug)]
 pub struct Policy<'a, const W: usize = 64> {
     meta: Metadata<'a>,
-    obs_mean: F32s<'a>,
-    obs_inv_std: F32s<'a>,
+    obs_dim: usize,
+    /// `None`: the blob stores no normalisation (identity), which saves 8 bytes per input.
+    obs_norm: Option<(F32s<'a>, F32s<'a>)>,
     obs_clip: f32,
     act_low: F32s<'a>,
     act_high: F32s<'a>,
@@ -135,8 +136,14 @@ impl<'a, const W: usize> Policy<'a, W> {
         let act_dim = within::<W>(usize::from(h.act_dim))?;
         let squash =
             Squash::from_code(h.squash).ok_or(FormatError::UnsupportedSquash { code: h.squash })?;
-        let obs_mean = tensor(data, h.obs_mean, obs_dim)?;
-        let obs_inv_std = tensor(data, h.obs_inv_std, obs_dim)?;
+        let obs_norm = if h.obs_mean.len == 0 && h.obs_inv_std.len == 0 {
+            None
+        } else {
+            Some((
+                tensor(data, h.obs_mean, obs_dim)?,
+                tensor(data, h.obs_inv_std, obs_dim)?,
+            ))
+        };
         if !h.obs_clip.is_finite() || h.obs_clip < 0.0 {
             return Err(FormatError::NonFiniteParameter);
         }
@@ -200,8 +207,8 @@ impl<'a, const W: usize> Policy<'a, W> {
         }
         Ok(Self {
             meta: h.meta,
-            obs_mean,
-            obs_inv_std,
+            obs_dim,
+            obs_norm,
             obs_clip: h.obs_clip,
             act_low,
             act_high,
@@ -240,14 +247,17 @@ impl<'a, const W: usize> Policy<'a, W> {
         } else {
             f32::INFINITY
         };
-        for ((o, m), s) in obs
-            .iter()
-            .zip(self.obs_mean.iter())
-            .zip(self.obs_inv_std.iter())
-        {
-            // Capacity was checked at load; a failed push would only shorten x, which `dense`
-            // then reports as a shape error below.
-            let _ = x.push(((o - m) * s).clamp(-clip, clip));
+        // Capacity was checked at load; a failed push would only shorten x, which `dense` then
+        // reports as a shape error below.
+        match &self.obs_norm {
+            Some((mean, inv_std)) => {
+                for ((o, m), s) in obs.iter().zip(mean.iter()).zip(inv_std.iter()) {
+                    let _ = x.push(((o - m) * s).clamp(-clip, clip));
+                }
+            }
+            None => obs.iter().for_each(|o| {
+                let _ = x.push(o.clamp(-clip, clip));
+            }),
         }
         for layer in &self.layers {
             y.clear();
@@ -284,7 +294,15 @@ impl<'a, const W: usize> Policy<'a, W> {
 
     /// Observation dimension.
     pub fn obs_dim(&self) -> usize {
-        self.obs_mean.len()
+        self.obs_dim
+    }
+
+    /// Normalisation `(mean_i, inv_std_i)` of input `i`; `(0, 1)` when the blob stores none.
+    pub fn obs_normalization(&self, i: usize) -> Option<(f32, f32)> {
+        match &self.obs_norm {
+            Some((m, s)) => Some((m.iter().nth(i)?, s.iter().nth(i)?)),
+            None => (i < self.obs_dim).then_some((0.0, 1.0)),
+        }
     }
 
     /// Action dimension.
