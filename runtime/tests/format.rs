@@ -125,13 +125,44 @@ fn round_trip_preserves_everything() {
 
 #[test]
 fn blob_size_bound_for_default_pendulum_actor() {
-    let blob = encode(&PolicySpec::example(3, &[64, 64], 1, 1)).unwrap();
+    // As the trainer exports it: no normalisation, a realistic run name.
+    let mut spec = PolicySpec::example(3, &[64, 64], 1, 1);
+    spec.obs_mean.clear();
+    spec.obs_inv_std.clear();
+    spec.name = "pendulum-mbpo-seed12345-lipschitz".into();
+    spec.train_steps = 1_000_000;
+    let blob = encode(&spec).unwrap();
     let params = 3 * 64 + 64 + 64 * 64 + 64 + 64 + 1;
-    assert!(
-        blob.len() <= 4 * params + 128,
-        "{} > {}",
-        blob.len(),
-        4 * params + 128
+    assert!(blob.len() <= 4 * params + 128, "{} > {}", blob.len(), 4 * params + 128);
+    let p: Policy<'_, 64> = Policy::from_bytes(&blob).unwrap();
+    assert_eq!(p.obs_dim(), 3);
+    assert_eq!(p.obs_normalization(2), Some((0.0, 1.0)));
+    assert_eq!(p.obs_normalization(3), None);
+}
+
+#[test]
+fn identity_normalization_equals_explicit_zero_one() {
+    let mut spec = PolicySpec::example(3, &[16], 1, 4);
+    spec.obs_mean = vec![0.0; 3];
+    spec.obs_inv_std = vec![1.0; 3];
+    let explicit = encode(&spec).unwrap();
+    spec.obs_mean.clear();
+    spec.obs_inv_std.clear();
+    let implicit = encode(&spec).unwrap();
+    assert_eq!(explicit.len(), implicit.len() + 24);
+    let p = Policy::<'_, 16>::from_bytes(&explicit).unwrap();
+    let q = Policy::<'_, 16>::from_bytes(&implicit).unwrap();
+    let (mut a, mut b) = ([0.0f32], [0.0f32]);
+    for obs in [[0.1f32, -0.5, 3.0], [100.0, -100.0, 0.0]] {
+        p.act(&obs, &mut a).unwrap();
+        q.act(&obs, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+    // Only one of the two tensors empty is malformed.
+    spec.obs_mean = vec![0.0; 3];
+    assert_eq!(
+        Policy::<'_, 16>::from_bytes(&encode(&spec).unwrap()).unwrap_err(),
+        FormatError::ShapeMismatch
     );
 }
 
