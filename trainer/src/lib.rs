@@ -1,5 +1,12 @@
 //! Keel's trainer (std). The module order follows the data flow:
-//! plant (`env`) -> replay buffer -> dynamics model -> model rollouts -> SAC + Lipschitz critic
-//! -> export (`.keel`, through keel-runtime's encoder) -> runtime.
+//! plant (`env`) -> replay buffer -> neural networks -> SAC -> training loop -> export
+//! (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
+pub mod config;
 pub mod env;
+pub mod error;
+pub mod eval;
+pub mod inspect;
+pub mod io;
+pub mod metrics;
 pub mod nn;
+pub mod replay;

@@ -3,4 +3,6 @@
 //!
 //! Only the deterministic physics lives here (state, step, observation); episode bookkeeping,
 //! random resets and time limits belong to the trainer's `Env` wrappers.
+pub mod cartpole;
+pub mod mountaincar;
 pub mod pendulum;
