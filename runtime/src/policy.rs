@@ -5,7 +5,7 @@ use crate::format::{
     align_up, layer_kind, role, Header, Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
     PRELUDE_LEN,
 };
-use crate::linalg::{dense, F32s};
+use crate::linalg::{dense_accumulate, F32s};
 
 pub use crate::format::MetaHeader as Metadata;
 
@@ -260,9 +260,15 @@ impl<'a, const W: usize> Policy<'a, W> {
             }),
         }
         for layer in &self.layers {
+            // y starts as the bias (no zero fill), then accumulates W x.
             y.clear();
-            let _ = y.resize(layer.out_dim, 0.0);
-            if x.len() != layer.in_dim || !dense(layer.weight, layer.bias, &x, &mut y) {
+            for b in layer.bias.iter() {
+                let _ = y.push(b);
+            }
+            if x.len() != layer.in_dim
+                || y.len() != layer.out_dim
+                || !dense_accumulate(layer.weight, &x, &mut y)
+            {
                 return Err(ActError::Dim {
                     expected: layer.in_dim,
                     found: x.len(),

@@ -133,7 +133,12 @@ fn blob_size_bound_for_default_pendulum_actor() {
     spec.train_steps = 1_000_000;
     let blob = encode(&spec).unwrap();
     let params = 3 * 64 + 64 + 64 * 64 + 64 + 64 + 1;
-    assert!(blob.len() <= 4 * params + 128, "{} > {}", blob.len(), 4 * params + 128);
+    assert!(
+        blob.len() <= 4 * params + 128,
+        "{} > {}",
+        blob.len(),
+        4 * params + 128
+    );
     let p: Policy<'_, 64> = Policy::from_bytes(&blob).unwrap();
     assert_eq!(p.obs_dim(), 3);
     assert_eq!(p.obs_normalization(2), Some((0.0, 1.0)));

@@ -88,9 +88,18 @@ impl SacConfig {
     pub fn for_env(env: &str) -> Self {
         let base = Self::default();
         match env {
-            "mountaincar" => Self { learning_starts: 5_000, ..base },
-            "cartpole-swingup" => Self { learning_starts: 2_000, ..base },
-            "fishery3" | "fishery1" | "allee" | "fishery-noisy-obs" => Self { learning_starts: 1_000, ..base },
+            "mountaincar" => Self {
+                learning_starts: 5_000,
+                ..base
+            },
+            "cartpole-swingup" => Self {
+                learning_starts: 2_000,
+                ..base
+            },
+            "fishery3" | "fishery1" | "allee" | "fishery-noisy-obs" => Self {
+                learning_starts: 1_000,
+                ..base
+            },
             _ => base,
         }
     }
@@ -151,7 +160,8 @@ impl TrainConfig {
     pub fn load(path: &Path, env_override: Option<&str>) -> Result<Self, KeelError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| KeelError::usage(format!("cannot read config {}: {e}", path.display())))?;
-        Self::from_toml(&text, env_override).map_err(|e| KeelError::usage(format!("{}: {e}", path.display())))
+        Self::from_toml(&text, env_override)
+            .map_err(|e| KeelError::usage(format!("{}: {e}", path.display())))
     }
 
     /// Parses TOML text over the defaults (see [`TrainConfig::load`]).
@@ -164,7 +174,9 @@ impl TrainConfig {
         let mut merged = toml::Table::try_from(Self::for_env(&env)).map_err(|e| e.to_string())?;
         merge(&mut merged, user);
         merged.insert("env".into(), toml::Value::String(env));
-        let cfg: TrainConfig = merged.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        let cfg: TrainConfig = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -177,12 +189,27 @@ impl TrainConfig {
             (self.eval_every > 0, "eval_every must be > 0"),
             (self.eval_episodes > 0, "eval_episodes must be > 0"),
             (self.checkpoint_every > 0, "checkpoint_every must be > 0"),
-            ((0.0..=1.0).contains(&s.gamma), "sac.gamma must be in [0, 1]"),
+            (
+                (0.0..=1.0).contains(&s.gamma),
+                "sac.gamma must be in [0, 1]",
+            ),
             (s.tau > 0.0 && s.tau <= 1.0, "sac.tau must be in (0, 1]"),
-            (s.actor_lr > 0.0 && s.critic_lr > 0.0 && s.alpha_lr > 0.0, "sac.*_lr must be > 0"),
-            (s.batch_size > 0 && s.buffer_size > 0, "sac.batch_size and sac.buffer_size must be > 0"),
+            (
+                s.actor_lr > 0.0 && s.critic_lr > 0.0 && s.alpha_lr > 0.0,
+                "sac.*_lr must be > 0",
+            ),
+            (
+                s.batch_size > 0 && s.buffer_size > 0,
+                "sac.batch_size and sac.buffer_size must be > 0",
+            ),
             (s.init_alpha > 0.0, "sac.init_alpha must be > 0"),
-            (s.actor_hidden.iter().chain(&s.critic_hidden).all(|&w| w > 0), "hidden widths must be > 0"),
+            (
+                s.actor_hidden
+                    .iter()
+                    .chain(&s.critic_hidden)
+                    .all(|&w| w > 0),
+                "hidden widths must be > 0",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, msg)) => Err(format!("invalid value: {msg}")),
@@ -220,11 +247,18 @@ mod tests {
 
     #[test]
     fn user_keys_override_env_defaults() {
-        let c = TrainConfig::from_toml("env = \"mountaincar\"\nseed = 3\n[sac]\nbatch_size = 64\n", None).unwrap();
+        let c = TrainConfig::from_toml(
+            "env = \"mountaincar\"\nseed = 3\n[sac]\nbatch_size = 64\n",
+            None,
+        )
+        .unwrap();
         assert_eq!(c.env, "mountaincar");
         assert_eq!(c.seed, 3);
         assert_eq!(c.sac.batch_size, 64);
-        assert_eq!(c.sac.learning_starts, SacConfig::for_env("mountaincar").learning_starts);
+        assert_eq!(
+            c.sac.learning_starts,
+            SacConfig::for_env("mountaincar").learning_starts
+        );
         let c = TrainConfig::from_toml("seed = 1", Some("fishery3")).unwrap();
         assert_eq!(c.env, "fishery3");
     }

@@ -12,12 +12,18 @@ pub struct KeelError {
 impl KeelError {
     /// Bad input from the user: exit status 2.
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { status: 2, message: message.into() }
+        Self {
+            status: 2,
+            message: message.into(),
+        }
     }
 
     /// Something failed that is not the user's input: exit status 1.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { status: 1, message: message.into() }
+        Self {
+            status: 1,
+            message: message.into(),
+        }
     }
 }
 

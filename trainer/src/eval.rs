@@ -56,9 +56,9 @@ pub fn evaluate(
         env.reset(Some(seed.wrapping_add(k as u64)), &mut obs);
         let (mut ret, mut score) = (0.0f64, 0.0f64);
         loop {
-            policy
-                .act(&obs, &mut act)
-                .map_err(|e| KeelError::internal(format!("policy failed during evaluation: {e}")))?;
+            policy.act(&obs, &mut act).map_err(|e| {
+                KeelError::internal(format!("policy failed during evaluation: {e}"))
+            })?;
             let out = env.step(&act, &mut obs);
             ret += out.reward;
             if let Some(s) = env.step_score() {

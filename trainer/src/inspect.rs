@@ -29,7 +29,10 @@ pub struct InspectReport {
 
 /// Inspects a blob; never fails, the report says what is wrong.
 pub fn inspect(blob: &[u8]) -> InspectReport {
-    let mut r = InspectReport { bytes: blob.len(), ..Default::default() };
+    let mut r = InspectReport {
+        bytes: blob.len(),
+        ..Default::default()
+    };
     if blob.len() >= 6 && blob[..4] == MAGIC {
         r.format_version = Some(u16::from_le_bytes([blob[4], blob[5]]));
     }
@@ -50,7 +53,10 @@ pub fn inspect(blob: &[u8]) -> InspectReport {
             r.train_steps = m.train_steps;
             r.obs_dim = p.obs_dim();
             r.act_dim = p.act_dim();
-            r.layers = p.layers().map(|l| format!("{}x{} {:?}", l.in_dim, l.out_dim, l.activation)).collect();
+            r.layers = p
+                .layers()
+                .map(|l| format!("{}x{} {:?}", l.in_dim, l.out_dim, l.activation))
+                .collect();
             r.params = p.param_count();
             r.weight_bytes = 4 * r.params;
             for i in 0..p.act_dim() {
@@ -88,10 +94,19 @@ impl InspectReport {
         s += &format!("  env             {}\n", self.env_id);
         s += &format!("  written by      keel {}\n", self.keel_version);
         s += &format!("  trained for     {} env steps\n", self.train_steps);
-        s += &format!("  obs dim         {}\n  act dim         {}\n", self.obs_dim, self.act_dim);
+        s += &format!(
+            "  obs dim         {}\n  act dim         {}\n",
+            self.obs_dim, self.act_dim
+        );
         s += &format!("  layers          {}\n", self.layers.join(", "));
-        s += &format!("  parameters      {} ({} bytes of f32)\n", self.params, self.weight_bytes);
-        s += &format!("  action bounds   low {:?} high {:?}\n", self.action_low, self.action_high);
+        s += &format!(
+            "  parameters      {} ({} bytes of f32)\n",
+            self.params, self.weight_bytes
+        );
+        s += &format!(
+            "  action bounds   low {:?} high {:?}\n",
+            self.action_low, self.action_high
+        );
         s += "  status          ok\n";
         s
     }

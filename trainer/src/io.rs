@@ -7,7 +7,8 @@ use crate::error::KeelError;
 
 /// Atomically replaces `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeelError> {
-    let fail = |e: std::io::Error| KeelError::usage(format!("cannot write {}: {e}", path.display()));
+    let fail =
+        |e: std::io::Error| KeelError::usage(format!("cannot write {}: {e}", path.display()));
     let tmp = tmp_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -22,7 +23,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeelError> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -30,12 +34,21 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// Creates `dir` (and parents) and checks that it is writable, so a run fails before training
 /// rather than after.
 pub fn ensure_writable_dir(dir: &Path) -> Result<(), KeelError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| KeelError::usage(format!("cannot create output directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        KeelError::usage(format!(
+            "cannot create output directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let probe = dir.join(".keel-write-test");
     std::fs::write(&probe, b"")
         .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| KeelError::usage(format!("output directory {} is not writable: {e}", dir.display())))
+        .map_err(|e| {
+            KeelError::usage(format!(
+                "output directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })
 }
 
 #[cfg(test)]

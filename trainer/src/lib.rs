@@ -1,6 +1,7 @@
 //! Keel's trainer (std). The module order follows the data flow:
 //! plant (`env`) -> replay buffer -> neural networks -> SAC -> training loop -> export
 //! (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
+pub mod cli;
 pub mod config;
 pub mod env;
 pub mod error;
@@ -8,5 +9,8 @@ pub mod eval;
 pub mod inspect;
 pub mod io;
 pub mod metrics;
+pub mod model;
 pub mod nn;
 pub mod replay;
+pub mod sac;
+pub mod train;

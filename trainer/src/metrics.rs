@@ -24,7 +24,8 @@ pub struct EvalRecord {
 
 /// Renders records as CSV text; the header comes from the first record's extra columns.
 pub fn to_csv(records: &[EvalRecord]) -> String {
-    let mut s = String::from("env_step,wall_s,eval_mean,eval_std,critic_loss,actor_loss,alpha,entropy");
+    let mut s =
+        String::from("env_step,wall_s,eval_mean,eval_std,critic_loss,actor_loss,alpha,entropy");
     if let Some(first) = records.first() {
         for (k, _) in &first.extra {
             s.push(',');
@@ -35,7 +36,14 @@ pub fn to_csv(records: &[EvalRecord]) -> String {
     for r in records {
         s.push_str(&format!(
             "{},{:.3},{},{},{},{},{},{}",
-            r.env_step, r.wall_s, r.eval_mean, r.eval_std, r.critic_loss, r.actor_loss, r.alpha, r.entropy
+            r.env_step,
+            r.wall_s,
+            r.eval_mean,
+            r.eval_std,
+            r.critic_loss,
+            r.actor_loss,
+            r.alpha,
+            r.entropy
         ));
         for (_, v) in &r.extra {
             s.push_str(&format!(",{v}"));
@@ -48,7 +56,8 @@ pub fn to_csv(records: &[EvalRecord]) -> String {
 /// Writes `metrics.csv` and `curve.svg` atomically into `dir`.
 pub fn write_all(dir: &Path, env: &str, records: &[EvalRecord]) -> Result<(), KeelError> {
     write_atomic(&dir.join("metrics.csv"), to_csv(records).as_bytes())?;
-    let svg = curve_svg(env, records).map_err(|e| KeelError::internal(format!("plotting failed: {e}")))?;
+    let svg = curve_svg(env, records)
+        .map_err(|e| KeelError::internal(format!("plotting failed: {e}")))?;
     write_atomic(&dir.join("curve.svg"), svg.as_bytes())
 }
 
@@ -59,9 +68,19 @@ pub fn curve_svg(env: &str, records: &[EvalRecord]) -> Result<String, Box<dyn st
         let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         let x_max = records.last().map_or(1, |r| r.env_step).max(1) as f64;
-        let lo = records.iter().map(|r| r.eval_mean - r.eval_std).fold(f64::INFINITY, f64::min);
-        let hi = records.iter().map(|r| r.eval_mean + r.eval_std).fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (-1.0, 1.0) };
+        let lo = records
+            .iter()
+            .map(|r| r.eval_mean - r.eval_std)
+            .fold(f64::INFINITY, f64::min);
+        let hi = records
+            .iter()
+            .map(|r| r.eval_mean + r.eval_std)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() && hi > lo {
+            (lo, hi)
+        } else {
+            (-1.0, 1.0)
+        };
         let pad = 0.05 * (hi - lo);
         let mut chart = ChartBuilder::on(&root)
             .caption(format!("{env}: evaluation return"), ("sans-serif", 20))
@@ -69,14 +88,26 @@ pub fn curve_svg(env: &str, records: &[EvalRecord]) -> Result<String, Box<dyn st
             .x_label_area_size(36)
             .y_label_area_size(56)
             .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))?;
-        chart.configure_mesh().x_desc("env steps").y_desc("return").draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("env steps")
+            .y_desc("return")
+            .draw()?;
         let band: Vec<(f64, f64)> = records
             .iter()
             .map(|r| (r.env_step as f64, r.eval_mean + r.eval_std))
-            .chain(records.iter().rev().map(|r| (r.env_step as f64, r.eval_mean - r.eval_std)))
+            .chain(
+                records
+                    .iter()
+                    .rev()
+                    .map(|r| (r.env_step as f64, r.eval_mean - r.eval_std)),
+            )
             .collect();
         chart.draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.15))))?;
-        chart.draw_series(LineSeries::new(records.iter().map(|r| (r.env_step as f64, r.eval_mean)), &BLUE))?;
+        chart.draw_series(LineSeries::new(
+            records.iter().map(|r| (r.env_step as f64, r.eval_mean)),
+            &BLUE,
+        ))?;
         root.present()?;
     }
     Ok(svg)
@@ -89,8 +120,19 @@ mod tests {
     #[test]
     fn csv_and_svg() {
         let recs = vec![
-            EvalRecord { env_step: 500, eval_mean: -1200.0, eval_std: 100.0, ..Default::default() },
-            EvalRecord { env_step: 1000, eval_mean: -150.0, eval_std: 10.0, extra: vec![], ..Default::default() },
+            EvalRecord {
+                env_step: 500,
+                eval_mean: -1200.0,
+                eval_std: 100.0,
+                ..Default::default()
+            },
+            EvalRecord {
+                env_step: 1000,
+                eval_mean: -150.0,
+                eval_std: 10.0,
+                extra: vec![],
+                ..Default::default()
+            },
         ];
         let csv = to_csv(&recs);
         assert!(csv.starts_with("env_step,wall_s,eval_mean,eval_std"));

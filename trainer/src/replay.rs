@@ -118,8 +118,16 @@ impl ReplayBuffer {
     }
 
     /// Fills rows `rows` of `batch` with transitions drawn uniformly with replacement.
-    pub fn sample_into<R: Rng>(&self, rng: &mut R, batch: &mut Batch, rows: std::ops::Range<usize>) {
-        assert!(!self.is_empty(), "cannot sample from an empty replay buffer");
+    pub fn sample_into<R: Rng>(
+        &self,
+        rng: &mut R,
+        batch: &mut Batch,
+        rows: std::ops::Range<usize>,
+    ) {
+        assert!(
+            !self.is_empty(),
+            "cannot sample from an empty replay buffer"
+        );
         for row in rows {
             let i = rng.random_range(0..self.len);
             self.copy_into(i, batch, row);
@@ -142,16 +150,23 @@ impl ReplayBuffer {
         let n = self.len.max(1) as f64;
         let mut mean = vec![0.0f64; d];
         for row in self.obs.chunks_exact(d) {
-            mean.iter_mut().zip(row).for_each(|(m, x)| *m += f64::from(*x));
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(m, x)| *m += f64::from(*x));
         }
         mean.iter_mut().for_each(|m| *m /= n);
         let mut var = vec![0.0f64; d];
         for row in self.obs.chunks_exact(d) {
-            var.iter_mut().zip(row).zip(&mean).for_each(|((v, x), m)| *v += (f64::from(*x) - m).powi(2));
+            var.iter_mut()
+                .zip(row)
+                .zip(&mean)
+                .for_each(|((v, x), m)| *v += (f64::from(*x) - m).powi(2));
         }
         (
             mean.iter().map(|m| *m as f32).collect(),
-            var.iter().map(|v| ((v / n).sqrt() as f32).max(1e-6)).collect(),
+            var.iter()
+                .map(|v| ((v / n).sqrt() as f32).max(1e-6))
+                .collect(),
         )
     }
 }

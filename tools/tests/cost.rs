@@ -1,0 +1,49 @@
+//! `keel-cost`'s measurement on the QEMU firmware: an instruction count per `act` that is exact
+//! (two runs agree), plausible for the network's size, and sizes that add up. Skipped with the
+//! reason when QEMU, defmt-print, the thumbv7em target or gcc is missing (fails when `CI` is set).
+use keel_tools::closed_loop::example_policy;
+use keel_tools::cost::{measure, shape};
+use keel_tools::{prereq, qemu};
+
+#[test]
+fn instruction_counts_are_exact_and_plausible() {
+    if !prereq::ready_or_skip("the keel-cost test", &prereq::cost()) {
+        return;
+    }
+    let work = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keel-cost-test");
+    std::fs::create_dir_all(&work).unwrap();
+    let blob = example_policy().unwrap();
+    let policy = work.join("policy.keel");
+    std::fs::write(&policy, &blob).unwrap();
+    let s = shape(&blob).unwrap();
+    assert_eq!(s.dims, [3, 64, 64, 1]);
+    assert_eq!(s.macs, 3 * 64 + 64 * 64 + 64);
+
+    let plugin = qemu::build_plugin(&work).unwrap();
+    let a = measure(&policy, false, &work, &plugin).unwrap();
+    let b = measure(&policy, false, &work, &plugin).unwrap();
+    assert_eq!(
+        a.per_call, b.per_call,
+        "instruction counts must be repeatable"
+    );
+    assert_eq!(a.per_call.len(), 200, "one bracket per closed-loop step");
+    eprintln!(
+        "act: mean {:.0} instructions ({:.2} per MAC), flash {} B, stack peak {} B",
+        a.mean(),
+        a.mean() / s.macs as f64,
+        a.sizes.flash,
+        a.stack_peak
+    );
+    // At least one instruction per MAC (a multiply-add each), and not absurdly many.
+    assert!(a.min() as usize >= s.macs, "{} < {} MACs", a.min(), s.macs);
+    assert!(a.mean() < 20.0 * s.macs as f64, "mean {}", a.mean());
+    // Most of the time goes to the controller's code, not to the markers or nowhere.
+    let attributed: f64 = a.by_function.iter().map(|(_, n)| n).sum();
+    assert!(
+        (attributed - a.mean()).abs() < 0.05 * a.mean(),
+        "{attributed} vs {}",
+        a.mean()
+    );
+    assert!(a.sizes.flash > a.plant_flash && a.plant_flash > 0);
+    assert!(a.stack_peak >= a.stack_peak_act && a.stack_peak_act > 0);
+}

@@ -1,0 +1,206 @@
+//! The `keel` command line: argument parsing and the small commands (eval, export, inspect,
+//! env-trace). Training itself lives in [`crate::train`].
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Algo, Device, TrainConfig};
+use crate::env::make_env;
+use crate::error::KeelError;
+use crate::eval::{evaluate, load_policy};
+use crate::io::write_atomic;
+
+/// Keel: model-based RL controllers for microcontrollers.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a controller; writes config.toml, metrics.csv, curve.svg, checkpoints and policy.keel.
+    Train(TrainArgs),
+    /// Evaluate a policy file on an environment.
+    Eval {
+        /// The .keel policy.
+        policy: PathBuf,
+        /// Environment id (default: the one recorded in the policy).
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        episodes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the policy of a run directory's latest checkpoint as a .keel file.
+    Export {
+        /// The run directory (`keel train --out DIR`).
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a policy file's header, dimensions, sizes and checksum status.
+    Inspect {
+        policy: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a reference trace's actions through Keel's environment and print the same columns.
+    EnvTrace {
+        #[arg(long)]
+        env: String,
+        /// A trace CSV (format of shared/reference).
+        #[arg(long)]
+        replay: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Environment id.
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long, value_enum)]
+    pub algo: Option<Algo>,
+    /// Total env steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A TOML config (layout of a run's config.toml); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output directory (default runs/<env>-<algo>-seed<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub device: Option<Device>,
+    /// Continue from the last checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-evaluation lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The resolved config: defaults for the env, then the config file, then flags.
+    pub fn resolve(&self) -> Result<TrainConfig, KeelError> {
+        let mut cfg = match &self.config {
+            Some(path) => TrainConfig::load(path, self.env.as_deref())?,
+            None => TrainConfig::for_env(self.env.as_deref().unwrap_or("pendulum")),
+        };
+        make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
+        if let Some(a) = self.algo {
+            cfg.algo = a;
+        }
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(d) = self.device {
+            cfg.device = d;
+        }
+        cfg.validate().map_err(KeelError::usage)?;
+        Ok(cfg)
+    }
+
+    pub fn out_dir(&self, cfg: &TrainConfig) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let algo = format!("{:?}", cfg.algo).to_lowercase();
+            PathBuf::from("runs").join(format!("{}-{algo}-seed{}", cfg.env, cfg.seed))
+        })
+    }
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, KeelError> {
+    std::fs::read(path)
+        .map_err(|e| KeelError::usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<(), KeelError> {
+    match cli.command {
+        Command::Train(args) => crate::train::train_cli(&args),
+        Command::Eval {
+            policy,
+            env,
+            episodes,
+            seed,
+            json,
+        } => {
+            let blob = read_file(&policy, "policy")?;
+            let p = load_policy(&blob)
+                .map_err(|e| KeelError::usage(format!("{}: {e}", policy.display())))?;
+            let env_id = env.unwrap_or_else(|| p.metadata().env_id.to_string());
+            let mut env = make_env(&env_id).map_err(|e| KeelError::usage(e.to_string()))?;
+            if episodes == 0 {
+                return Err(KeelError::usage("--episodes must be at least 1"));
+            }
+            let s = evaluate(&p, env.as_mut(), episodes, seed)?;
+            if json {
+                let mut v =
+                    serde_json::to_value(&s).map_err(|e| KeelError::internal(e.to_string()))?;
+                v["env"] = serde_json::Value::from(env_id);
+                v["policy"] = serde_json::Value::from(policy.display().to_string());
+                println!("{v}");
+            } else {
+                println!(
+                    "{}: {} episodes on {env_id}: mean return {:.2} +- {:.2}{}",
+                    policy.display(),
+                    s.episodes,
+                    s.mean_return,
+                    s.std_return,
+                    s.mean_score
+                        .map(|x| format!(" (score {x:.3})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Export { dir, out } => {
+            let blob = crate::train::export_from_dir(&dir)?;
+            write_atomic(&out, &blob)?;
+            println!("wrote {} ({} bytes)", out.display(), blob.len());
+            Ok(())
+        }
+        Command::Inspect { policy, json } => {
+            let blob = read_file(&policy, "policy")?;
+            let report = crate::inspect::inspect(&blob);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report)
+                        .map_err(|e| KeelError::internal(e.to_string()))?
+                );
+            } else {
+                print!("{}", report.to_text(&policy.display().to_string()));
+            }
+            if report.valid {
+                Ok(())
+            } else {
+                Err(KeelError::usage(format!(
+                    "{}: invalid policy: {}",
+                    policy.display(),
+                    report.error
+                )))
+            }
+        }
+        Command::EnvTrace { env, replay } => {
+            let text = std::fs::read_to_string(&replay).map_err(|e| {
+                KeelError::usage(format!("cannot read trace {}: {e}", replay.display()))
+            })?;
+            let out = crate::env::replay_trace(&env, &text)
+                .map_err(|e| KeelError::usage(format!("{}: {e}", replay.display())))?;
+            print!("{out}");
+            Ok(())
+        }
+    }
+}

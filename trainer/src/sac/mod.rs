@@ -1,0 +1,125 @@
+//! Soft actor-critic, read top to bottom: twin Q critics with Polyak targets, a tanh-Gaussian
+//! actor trained through the reparameterisation trick, and automatic entropy tuning.
+//! All hyperparameters are in [`crate::config::SacConfig`].
+//!
+//! The model-based trainer reuses [`SacLearner::update`] on batches that mix real and model data.
+pub mod gaussian;
+mod learner;
+
+pub use gaussian::SquashedGaussian;
+pub use learner::{SacLearner, UpdateStats};
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::env::Env;
+use crate::error::KeelError;
+use crate::replay::{Batch, ReplayBuffer};
+use crate::train::Agent;
+
+/// Model-free SAC: learns from the real replay buffer only.
+pub struct Sac {
+    learner: SacLearner,
+    buffer: ReplayBuffer,
+    batch: Batch,
+    rng: Pcg64,
+    learning_starts: usize,
+    updates_per_step: usize,
+    low: Vec<f32>,
+    high: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SacState {
+    learner: Vec<u8>,
+    buffer: ReplayBuffer,
+    rng: Pcg64,
+}
+
+impl Sac {
+    pub fn new(cfg: &TrainConfig, env: &dyn Env) -> Self {
+        let mut rng = Pcg64::seed_from_u64(cfg.seed ^ 0x5AC0_5AC0);
+        let learner = SacLearner::new(
+            &cfg.sac,
+            env.obs_dim(),
+            env.action_low(),
+            env.action_high(),
+            &mut rng,
+        );
+        Self {
+            learner,
+            buffer: ReplayBuffer::new(cfg.sac.buffer_size, env.obs_dim(), env.act_dim()),
+            batch: Batch::new(cfg.sac.batch_size, env.obs_dim(), env.act_dim()),
+            rng,
+            learning_starts: cfg.sac.learning_starts,
+            updates_per_step: cfg.sac.updates_per_step,
+            low: env.action_low().to_vec(),
+            high: env.action_high().to_vec(),
+        }
+    }
+
+    pub fn load(bytes: &[u8], cfg: &TrainConfig, env: &dyn Env) -> Result<Self, KeelError> {
+        let st: SacState = postcard::from_bytes(bytes)
+            .map_err(|e| KeelError::usage(format!("corrupt SAC checkpoint: {e}")))?;
+        let mut sac = Self::new(cfg, env);
+        sac.learner.load(&st.learner)?;
+        sac.buffer = st.buffer;
+        sac.rng = st.rng;
+        Ok(sac)
+    }
+
+    pub fn learner(&self) -> &SacLearner {
+        &self.learner
+    }
+}
+
+impl Agent for Sac {
+    fn explore(&mut self, obs: &[f32], action: &mut [f32]) {
+        if self.buffer.len() < self.learning_starts {
+            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
+                *a = self.rng.random_range(*lo..*hi);
+            }
+        } else {
+            self.learner.sample_action(obs, action, &mut self.rng);
+        }
+    }
+
+    fn observe(
+        &mut self,
+        obs: &[f32],
+        action: &[f32],
+        reward: f32,
+        next_obs: &[f32],
+        terminated: bool,
+    ) {
+        self.buffer.push(obs, action, reward, next_obs, terminated);
+        if self.buffer.len() >= self.learning_starts {
+            for _ in 0..self.updates_per_step {
+                let n = self.batch.size;
+                self.buffer
+                    .sample_into(&mut self.rng, &mut self.batch, 0..n);
+                self.learner.update(&self.batch, &mut self.rng);
+            }
+        }
+    }
+
+    fn policy_spec(&self) -> keel_runtime::encode::PolicySpec {
+        self.learner.policy_spec()
+    }
+
+    fn stats(&self) -> Vec<(String, f64)> {
+        self.learner.stats().to_vec()
+    }
+
+    fn save(&self) -> Result<Vec<u8>, KeelError> {
+        let st = SacState {
+            learner: self.learner.save()?,
+            buffer: self.buffer.clone(),
+            rng: self.rng.clone(),
+        };
+        postcard::to_stdvec(&st)
+            .map_err(|e| KeelError::internal(format!("cannot serialize SAC state: {e}")))
+    }
+}

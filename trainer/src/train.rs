@@ -1,0 +1,289 @@
+//! The training loop shared by every algorithm: real env steps, evaluation through the exported
+//! policy, metrics, plots, atomic checkpoints, resume, and the final `policy.keel`.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use keel_runtime::encode::{encode, PolicySpec};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::TrainArgs;
+use crate::config::{Algo, TrainConfig};
+use crate::env::{make_env, Env};
+use crate::error::KeelError;
+use crate::eval::{evaluate, load_policy, EvalSummary};
+use crate::io::{ensure_writable_dir, write_atomic};
+use crate::metrics::{self, EvalRecord};
+use crate::sac::Sac;
+
+/// What every learning algorithm offers the loop.
+pub trait Agent {
+    /// The action to take in the real env at this step (random during warm-up, then sampled).
+    fn explore(&mut self, obs: &[f32], action: &mut [f32]);
+    /// Records a real transition and runs the learning that is due at this env step.
+    fn observe(
+        &mut self,
+        obs: &[f32],
+        action: &[f32],
+        reward: f32,
+        next_obs: &[f32],
+        terminated: bool,
+    );
+    /// The deterministic actor as a deployable policy (metadata filled in by the caller).
+    fn policy_spec(&self) -> PolicySpec;
+    /// Latest training statistics for metrics.csv (name, value); names are stable per run.
+    fn stats(&self) -> Vec<(String, f64)>;
+    /// Serialized state (networks, optimizers, buffers, RNG) for checkpoints.
+    fn save(&self) -> Result<Vec<u8>, KeelError>;
+}
+
+/// Builds the agent a config asks for, fresh or from a checkpoint's agent state.
+fn make_agent(
+    cfg: &TrainConfig,
+    env: &dyn Env,
+    state: Option<&[u8]>,
+) -> Result<Box<dyn Agent>, KeelError> {
+    match cfg.algo {
+        Algo::Sac => Ok(Box::new(match state {
+            Some(bytes) => Sac::load(bytes, cfg, env)?,
+            None => Sac::new(cfg, env),
+        })),
+    }
+}
+
+/// Everything needed to continue a run.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    config: TrainConfig,
+    env_step: usize,
+    episodes: usize,
+    wall_s: f64,
+    records: Vec<EvalRecord>,
+    agent: Vec<u8>,
+}
+
+const CHECKPOINT: &str = "checkpoint.bin";
+
+fn read_checkpoint(dir: &Path) -> Result<Checkpoint, KeelError> {
+    let path = dir.join(CHECKPOINT);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        KeelError::usage(format!(
+            "no checkpoint to resume from at {}: {e}",
+            path.display()
+        ))
+    })?;
+    postcard::from_bytes(&bytes).map_err(|e| {
+        KeelError::usage(format!(
+            "{}: corrupt or incompatible checkpoint: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Serializes the policy of an agent with run metadata.
+fn policy_blob(
+    agent: &dyn Agent,
+    cfg: &TrainConfig,
+    dir: &Path,
+    env_step: usize,
+) -> Result<Vec<u8>, KeelError> {
+    let mut spec = agent.policy_spec();
+    spec.name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "keel".into());
+    spec.env_id = cfg.env.clone();
+    spec.keel_version = env!("CARGO_PKG_VERSION").into();
+    spec.train_steps = env_step as u64;
+    encode(&spec).map_err(|e| KeelError::internal(format!("cannot encode policy: {e}")))
+}
+
+/// `keel export DIR`: the policy of the run's latest checkpoint.
+pub fn export_from_dir(dir: &Path) -> Result<Vec<u8>, KeelError> {
+    let ck = read_checkpoint(dir)?;
+    let env = make_env(&ck.config.env).map_err(|e| KeelError::usage(e.to_string()))?;
+    let agent = make_agent(&ck.config, env.as_ref(), Some(&ck.agent))?;
+    policy_blob(agent.as_ref(), &ck.config, dir, ck.env_step)
+}
+
+/// The result of a run.
+pub struct TrainOutcome {
+    pub dir: PathBuf,
+    pub policy_path: PathBuf,
+    pub final_eval: EvalSummary,
+    pub records: Vec<EvalRecord>,
+}
+
+/// `keel train`.
+pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
+    let (cfg, dir, resume) = if args.resume {
+        let dir = args
+            .out
+            .clone()
+            .ok_or_else(|| KeelError::usage("--resume needs --out DIR of the run"))?;
+        let ck = read_checkpoint(&dir)?;
+        let mut cfg = ck.config;
+        if let Some(s) = args.steps {
+            cfg.steps = s;
+        }
+        (cfg, dir, true)
+    } else {
+        let cfg = args.resolve()?;
+        let dir = args.out_dir(&cfg);
+        (cfg, dir, false)
+    };
+    let out = train(&cfg, &dir, resume, !args.quiet)?;
+    println!(
+        "policy: {}\nresult: {} after {} env steps: eval return {:.1} +- {:.1} over {} episodes",
+        out.policy_path.display(),
+        cfg.env,
+        cfg.steps,
+        out.final_eval.mean_return,
+        out.final_eval.std_return,
+        out.final_eval.episodes
+    );
+    Ok(())
+}
+
+/// Runs (or resumes) training into `dir`.
+pub fn train(
+    cfg: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    progress: bool,
+) -> Result<TrainOutcome, KeelError> {
+    cfg.validate().map_err(KeelError::usage)?;
+    ensure_writable_dir(dir)?;
+    let mut env = make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
+    let mut eval_env = env.box_clone();
+
+    let (mut agent, mut env_step, mut episodes, wall_offset, mut records) = if resume {
+        let ck = read_checkpoint(dir)?;
+        let agent = make_agent(cfg, env.as_ref(), Some(&ck.agent))?;
+        (agent, ck.env_step, ck.episodes, ck.wall_s, ck.records)
+    } else {
+        (make_agent(cfg, env.as_ref(), None)?, 0, 0, 0.0, Vec::new())
+    };
+    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+
+    let bar = if progress {
+        ProgressBar::new(cfg.steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} env steps {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(env_step as u64);
+
+    let start = Instant::now();
+    let seed_base = cfg.seed.wrapping_mul(1_000_003);
+    let mut obs = vec![0.0f32; env.obs_dim()];
+    let mut next_obs = obs.clone();
+    let mut act = vec![0.0f32; env.act_dim()];
+    // Episodes restart at resume: the env's mid-episode state is not part of a checkpoint.
+    env.reset(Some(seed_base.wrapping_add(episodes as u64)), &mut obs);
+    let (mut ep_ret, mut last_ep_ret, mut last_eval) = (0.0f64, f64::NAN, f64::NAN);
+    let mut rate_t0 = (Instant::now(), env_step);
+
+    while env_step < cfg.steps {
+        agent.explore(&obs, &mut act);
+        let out = env.step(&act, &mut next_obs);
+        agent.observe(&obs, &act, out.reward as f32, &next_obs, out.terminated);
+        ep_ret += out.reward;
+        env_step += 1;
+        if out.terminated || out.truncated {
+            episodes += 1;
+            last_ep_ret = ep_ret;
+            ep_ret = 0.0;
+            env.reset(Some(seed_base.wrapping_add(episodes as u64)), &mut obs);
+        } else {
+            std::mem::swap(&mut obs, &mut next_obs);
+        }
+
+        let eval_due = env_step % cfg.eval_every == 0 || env_step == cfg.steps;
+        if eval_due {
+            let blob = policy_blob(agent.as_ref(), cfg, dir, env_step)?;
+            let policy = load_policy(&blob)?;
+            let eval_seed = cfg.seed.wrapping_add(0x5EED_0000);
+            let s = evaluate(&policy, eval_env.as_mut(), cfg.eval_episodes, eval_seed)?;
+            last_eval = s.mean_return;
+            let stat = |k: &str, stats: &[(String, f64)]| {
+                stats.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1)
+            };
+            let stats = agent.stats();
+            let mut rec = EvalRecord {
+                env_step,
+                wall_s: wall_offset + start.elapsed().as_secs_f64(),
+                eval_mean: s.mean_return,
+                eval_std: s.std_return,
+                critic_loss: stat("critic_loss", &stats),
+                actor_loss: stat("actor_loss", &stats),
+                alpha: stat("alpha", &stats),
+                entropy: stat("entropy", &stats),
+                extra: stats
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        !["critic_loss", "actor_loss", "alpha", "entropy"].contains(&k.as_str())
+                    })
+                    .collect(),
+            };
+            if let Some(score) = s.mean_score {
+                rec.extra.push(("eval_score".into(), score));
+            }
+            bar.suspend(|| {
+                if progress {
+                    eprintln!(
+                        "step {env_step:>7}  eval {:>9.2} +- {:<8.2}  wall {:.1}s",
+                        rec.eval_mean, rec.eval_std, rec.wall_s
+                    )
+                }
+            });
+            records.push(rec);
+            metrics::write_all(dir, &cfg.env, &records)?;
+        }
+        if env_step % cfg.checkpoint_every == 0 || env_step == cfg.steps {
+            let ck = Checkpoint {
+                config: cfg.clone(),
+                env_step,
+                episodes,
+                wall_s: wall_offset + start.elapsed().as_secs_f64(),
+                records: records.clone(),
+                agent: agent.save()?,
+            };
+            let bytes = postcard::to_stdvec(&ck)
+                .map_err(|e| KeelError::internal(format!("checkpoint: {e}")))?;
+            write_atomic(&dir.join(CHECKPOINT), &bytes)?;
+        }
+        if env_step % 50 == 0 || env_step == cfg.steps {
+            let (t0, s0) = rate_t0;
+            let rate = (env_step - s0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(env_step as u64);
+            bar.set_message(format!(
+                "| episode return {last_ep_ret:.1} | eval {last_eval:.1} | {rate:.0} steps/s"
+            ));
+            if env_step % 1000 == 0 {
+                rate_t0 = (Instant::now(), env_step);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let blob = policy_blob(agent.as_ref(), cfg, dir, env_step)?;
+    let policy_path = dir.join("policy.keel");
+    write_atomic(&policy_path, &blob)?;
+    let policy = load_policy(&blob)?;
+    let final_eval = evaluate(
+        &policy,
+        eval_env.as_mut(),
+        cfg.eval_episodes,
+        cfg.seed.wrapping_add(0x5EED_0000),
+    )?;
+    Ok(TrainOutcome {
+        dir: dir.to_path_buf(),
+        policy_path,
+        final_eval,
+        records,
+    })
+}

@@ -1,0 +1,273 @@
+//! The `keel` binary end to end: user errors, determinism, resume, export, inspect, eval.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn keel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .output()
+        .expect("run keel")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A tiny, fast configuration: small networks, few steps.
+const TINY: &str = r#"
+env = "pendulum"
+steps = 600
+eval_every = 300
+eval_episodes = 2
+checkpoint_every = 300
+[sac]
+batch_size = 32
+learning_starts = 100
+actor_hidden = [16]
+critic_hidden = [32, 32]
+"#;
+
+fn tiny_config(dir: &Path) -> String {
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, TINY).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn metrics_without_wall(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut cols: Vec<&str> = l.split(',').collect();
+            cols.remove(1);
+            cols.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn unknown_env_and_flag_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = keel(&[
+        "train",
+        "--env",
+        "nosuchenv",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("unknown environment") && e.contains("pendulum"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!out.exists(), "no output directory for a failed start");
+    let o = keel(&["train", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bad_config_names_file_field_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "seed = 1\n[sac]\nbatch_sise = 3\n").unwrap();
+    let o = keel(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml") && e.contains("batch_sise") && e.contains("line 3"),
+        "{e}"
+    );
+    std::fs::write(&cfg, "[sac]\ngamma = 1.5\n").unwrap();
+    let o = keel(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("sac.gamma"), "{}", stderr(&o));
+    let o = keel(&["train", "--config", "/nonexistent/x.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/x.toml"));
+}
+
+#[test]
+fn unwritable_output_dir_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("sub");
+    let o = keel(&[
+        "train",
+        "--config",
+        &tiny_config(tmp.path()),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("output directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn corrupt_or_missing_policy_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.keel");
+    std::fs::write(&p, b"KEEL\x01\x00garbage-garbage").unwrap();
+    for cmd in [
+        vec!["inspect", p.to_str().unwrap()],
+        vec!["eval", p.to_str().unwrap(), "--env", "pendulum"],
+    ] {
+        let o = keel(&cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            stderr(&o).contains("bad.keel") && !stderr(&o).contains("panicked"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = keel(&["inspect", "/nonexistent.keel"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn train_is_deterministic_and_writes_all_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    // Same directory name, so the policies' metadata (the run name) match too.
+    let (a, b) = (
+        tmp.path().join("a").join("run"),
+        tmp.path().join("b").join("run"),
+    );
+    for d in [&a, &b] {
+        let o = keel(&[
+            "train",
+            "--config",
+            &cfg,
+            "--seed",
+            "7",
+            "--out",
+            d.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("policy.keel"), "{}", stdout(&o));
+    }
+    for f in [
+        "config.toml",
+        "metrics.csv",
+        "curve.svg",
+        "checkpoint.bin",
+        "policy.keel",
+    ] {
+        assert!(a.join(f).exists(), "{f} missing");
+    }
+    assert_eq!(metrics_without_wall(&a), metrics_without_wall(&b));
+    assert_eq!(
+        std::fs::read(a.join("policy.keel")).unwrap(),
+        std::fs::read(b.join("policy.keel")).unwrap()
+    );
+    let m = metrics_without_wall(&a);
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert!(m[0].starts_with("env_step,eval_mean,eval_std,critic_loss,actor_loss,alpha,entropy"));
+
+    // The resolved config reproduces the run.
+    let c = tmp.path().join("c");
+    let resolved = a.join("config.toml");
+    let o = keel(&[
+        "train",
+        "--config",
+        resolved.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics_without_wall(&a), metrics_without_wall(&c));
+}
+
+#[test]
+fn resume_export_inspect_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    let o = keel(&[
+        "train", "--config", &cfg, "--steps", "300", "--out", r, "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = keel(&["train", "--resume", "--steps", "600", "--out", r, "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics_without_wall(&run);
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert!(m[2].starts_with("600,"), "{m:?}");
+
+    let exported = tmp.path().join("exported.keel");
+    let o = keel(&["export", r, "--out", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(run.join("policy.keel")).unwrap()
+    );
+
+    let o = keel(&["inspect", exported.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["crc_ok"], true);
+    assert_eq!(v["obs_dim"], 3);
+    assert_eq!(v["act_dim"], 1);
+    assert_eq!(v["train_steps"], 600);
+    assert_eq!(v["params"], 3 * 16 + 16 + 16 + 1);
+    let o = keel(&["inspect", exported.to_str().unwrap()]);
+    assert!(stdout(&o).contains("crc-32") && stdout(&o).contains("ok"));
+
+    let o = keel(&[
+        "eval",
+        exported.to_str().unwrap(),
+        "--episodes",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["episodes"], 3);
+    assert!(v["mean_return"].as_f64().unwrap() < 0.0);
+    assert!(v["std_return"].as_f64().unwrap() >= 0.0);
+
+    let o = keel(&[
+        "train",
+        "--resume",
+        "--out",
+        tmp.path().join("none").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("checkpoint"));
+}
+
+#[test]
+fn env_trace_replays_reference() {
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/pendulum-v1_seed0_formula.csv"
+    );
+    let o = keel(&["env-trace", "--env", "pendulum", "--replay", reference]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = std::fs::read_to_string(reference).unwrap();
+    assert_eq!(stdout(&o).lines().count(), expected.lines().count());
+    let o = keel(&[
+        "env-trace",
+        "--env",
+        "pendulum",
+        "--replay",
+        "/nonexistent.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
