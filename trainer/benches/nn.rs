@@ -21,6 +21,7 @@ fn mlp(sizes: &[usize], sn: bool, rng: &mut Pcg64) -> Mlp<CpuBackend> {
         hidden: Activation::Relu,
         output: Activation::Identity,
         spectral_norm: sn,
+        spectral_norm_output: sn,
     };
     Mlp::new(&CpuBackend, &cfg, B, rng)
 }

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Algo, Device, TrainConfig};
+use crate::config::{Algo, Device, LipschitzChoice, ModelChoice, TrainConfig};
 use crate::env::make_env;
 use crate::error::KeelError;
 use crate::eval::{evaluate, load_policy};
 use crate::io::write_atomic;
+use crate::model::ModelConfig;
 
 /// Keel: model-based RL controllers for microcontrollers.
 #[derive(Debug, Parser)]
@@ -65,8 +66,15 @@ pub struct TrainArgs {
     /// Environment id.
     #[arg(long)]
     pub env: Option<String>,
+    /// Algorithm (default mbpo).
     #[arg(long, value_enum)]
     pub algo: Option<Algo>,
+    /// MBPO's dynamics model: one deterministic model (default) or the 7-model ensemble.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelChoice>,
+    /// Lipschitz regularisation of the critic (default sn+robust).
+    #[arg(long, value_enum)]
+    pub lipschitz: Option<LipschitzChoice>,
     /// Total env steps.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -92,13 +100,13 @@ impl TrainArgs {
     /// The resolved config: defaults for the env, then the config file, then flags.
     pub fn resolve(&self) -> Result<TrainConfig, KeelError> {
         let mut cfg = match &self.config {
-            Some(path) => TrainConfig::load(path, self.env.as_deref())?,
-            None => TrainConfig::for_env(self.env.as_deref().unwrap_or("pendulum")),
+            Some(path) => TrainConfig::load(path, self.env.as_deref(), self.algo)?,
+            None => TrainConfig::for_env_algo(
+                self.env.as_deref().unwrap_or("pendulum"),
+                self.algo.unwrap_or(Algo::Mbpo),
+            ),
         };
         make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
-        if let Some(a) = self.algo {
-            cfg.algo = a;
-        }
         if let Some(s) = self.steps {
             cfg.steps = s;
         }
@@ -107,6 +115,23 @@ impl TrainArgs {
         }
         if let Some(d) = self.device {
             cfg.device = d;
+        }
+        match self.model {
+            Some(ModelChoice::Ensemble) => {
+                cfg.mbpo.model = ModelConfig {
+                    hidden: cfg.mbpo.model.hidden.clone(),
+                    ..ModelConfig::default()
+                }
+                .mbpo_ensemble();
+            }
+            Some(ModelChoice::Single) => {
+                cfg.mbpo.model.ensemble_size = 1;
+                cfg.mbpo.model.elites = 1;
+            }
+            None => {}
+        }
+        if let Some(l) = self.lipschitz {
+            cfg.lipschitz.set_choice(l);
         }
         cfg.validate().map_err(KeelError::usage)?;
         Ok(cfg)

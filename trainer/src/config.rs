@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KeelError;
+use crate::model::ModelConfig;
 
 /// Which learning algorithm to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -14,6 +15,166 @@ use crate::error::KeelError;
 pub enum Algo {
     /// Model-free soft actor-critic.
     Sac,
+    /// Model-based: SAC trained mostly on branched rollouts of a learned dynamics model.
+    Mbpo,
+}
+
+/// Which dynamics model MBPO learns (`keel train --model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelChoice {
+    /// One deterministic model (the seed paper's method).
+    Single,
+    /// MBPO's baseline: 7 Gaussian models, 5 elites.
+    Ensemble,
+}
+
+/// Which Lipschitz regularisation the critic gets (`keel train --lipschitz`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LipschitzChoice {
+    None,
+    /// Spectral normalisation of the critic's layers.
+    Sn,
+    /// The adversarial robust value loss on model-generated states.
+    Robust,
+    /// Both (the default).
+    #[value(name = "sn+robust")]
+    SnRobust,
+}
+
+/// How the adversarial perturbation of the robust loss is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attack {
+    /// One signed-gradient step: delta = eps * std * sign(dQ/ds).
+    Fgsm,
+    /// `pgd_steps` projected signed-gradient steps on (Q(s + delta) - Q(s))^2 from a random start.
+    Pgd,
+}
+
+/// Which value the robust loss smooths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RobustForm {
+    /// Q(s, a) with the model batch's own actions.
+    Q,
+    /// V(s) = Q(s, pi(s)) with the actor's deterministic action at the unperturbed state.
+    V,
+}
+
+/// Lipschitz regularisation of the critic (docs/algorithm.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LipschitzConfig {
+    /// Spectral normalisation W / sigma(W) on the critic's linear layers.
+    pub spectral_norm: bool,
+    /// Also normalise the output layer. Off by default: with every layer normalised the critic
+    /// is 1-Lipschitz and cannot represent returns of hundreds; the hidden layers still bound it.
+    pub sn_output_layer: bool,
+    /// With spectral normalisation, Q = sn_q_scale * network(s, a): a fixed output scale (as a
+    /// reward scale of 1 / sn_q_scale) so the normalised network works in units of O(1).
+    pub sn_q_scale: f32,
+    /// Add the robust value loss on model-generated states.
+    pub robust: bool,
+    pub attack: Attack,
+    /// PGD iterations (with `attack = "pgd"`).
+    pub pgd_steps: usize,
+    /// Perturbation radius per state dimension, as a fraction of that dimension's std in the
+    /// real replay buffer (L-infinity ball).
+    pub epsilon: f32,
+    /// Weight of the robust term in the critic loss.
+    pub lambda: f32,
+    pub form: RobustForm,
+    /// Replay states sampled for the ||dQ/ds|| measurement written at every evaluation.
+    pub measure_states: usize,
+}
+
+impl Default for LipschitzConfig {
+    fn default() -> Self {
+        Self {
+            spectral_norm: true,
+            sn_output_layer: false,
+            sn_q_scale: 100.0,
+            robust: true,
+            attack: Attack::Fgsm,
+            pgd_steps: 3,
+            epsilon: 0.02,
+            lambda: 0.5,
+            form: RobustForm::Q,
+            measure_states: 512,
+        }
+    }
+}
+
+impl LipschitzConfig {
+    /// Applies a `--lipschitz` choice.
+    pub fn set_choice(&mut self, c: LipschitzChoice) {
+        self.spectral_norm = matches!(c, LipschitzChoice::Sn | LipschitzChoice::SnRobust);
+        self.robust = matches!(c, LipschitzChoice::Robust | LipschitzChoice::SnRobust);
+    }
+}
+
+/// Model-based training (MBPO) around SAC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MbpoConfig {
+    /// The dynamics model.
+    pub model: ModelConfig,
+    /// Env steps with random actions before the first model is trained.
+    pub init_steps: usize,
+    /// Retrain the model every this many env steps.
+    pub retrain_every: usize,
+    /// Roll the model out every this many env steps, from `rollouts_per_step * rollout_every`
+    /// start states (batching rollouts amortises the model's forward passes).
+    pub rollout_every: usize,
+    /// Start states per env step (M).
+    pub rollouts_per_step: usize,
+    /// Rollout length k grows linearly from `rollout_len_min` at env step `rollout_len_from`
+    /// to `rollout_len_max` at `rollout_len_to`.
+    pub rollout_len_min: usize,
+    pub rollout_len_max: usize,
+    pub rollout_len_from: usize,
+    pub rollout_len_to: usize,
+    /// The model buffer keeps the rollouts of about this many env steps.
+    pub model_retain_steps: usize,
+    /// Fraction of each SAC batch drawn from real transitions; the rest from model rollouts.
+    pub real_ratio: f32,
+    /// SAC updates per env step (G).
+    pub updates_per_step: usize,
+}
+
+impl Default for MbpoConfig {
+    /// Tuned on Pendulum (see docs/benchmarks.md).
+    fn default() -> Self {
+        Self {
+            model: ModelConfig::default(),
+            init_steps: 200,
+            retrain_every: 100,
+            rollout_every: 25,
+            rollouts_per_step: 200,
+            rollout_len_min: 1,
+            rollout_len_max: 5,
+            rollout_len_from: 200,
+            rollout_len_to: 1000,
+            model_retain_steps: 200,
+            real_ratio: 0.1,
+            updates_per_step: 20,
+        }
+    }
+}
+
+impl MbpoConfig {
+    /// Defaults for one environment.
+    pub fn for_env(env: &str) -> Self {
+        let base = Self::default();
+        match env {
+            "mountaincar" | "cartpole-swingup" => Self {
+                init_steps: 1000,
+                retrain_every: 250,
+                ..base
+            },
+            _ => base,
+        }
+    }
 }
 
 /// Where the math runs.
@@ -124,6 +285,8 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     pub device: Device,
     pub sac: SacConfig,
+    pub lipschitz: LipschitzConfig,
+    pub mbpo: MbpoConfig,
 }
 
 impl Default for TrainConfig {
@@ -133,47 +296,75 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Defaults for one environment.
+    /// Defaults for one environment with the default algorithm (MBPO).
     pub fn for_env(env: &str) -> Self {
-        let (steps, eval_every) = match env {
-            "pendulum" => (5_000, 500),
-            "mountaincar" => (50_000, 5_000),
-            "cartpole-swingup" => (50_000, 5_000),
+        Self::for_env_algo(env, Algo::Mbpo)
+    }
+
+    /// Defaults for one environment and algorithm. MBPO takes many SAC updates per env step, so
+    /// its critic is smaller (2x64, batch 128) than model-free SAC's (2x256, batch 256): on
+    /// Pendulum that solved as fast in env steps at a fifth of the time (docs/benchmarks.md).
+    pub fn for_env_algo(env: &str, algo: Algo) -> Self {
+        let (steps, eval_every) = match (env, algo) {
+            ("pendulum", Algo::Mbpo) => (1_500, 250),
+            ("pendulum", Algo::Sac) => (5_000, 500),
+            ("mountaincar" | "cartpole-swingup", _) => (50_000, 5_000),
             _ => (30_000, 2_000),
         };
+        let mut sac = SacConfig::for_env(env);
+        if algo == Algo::Mbpo {
+            sac.critic_hidden = vec![64, 64];
+            sac.batch_size = 128;
+        }
         Self {
             env: env.to_string(),
-            algo: Algo::Sac,
+            algo,
             seed: 0,
             steps,
             eval_every,
             eval_episodes: 10,
             checkpoint_every: eval_every,
             device: Device::Auto,
-            sac: SacConfig::for_env(env),
+            sac,
+            lipschitz: LipschitzConfig::default(),
+            mbpo: MbpoConfig::for_env(env),
         }
     }
 
     /// Reads a config file over the defaults of `env` (or of the file's own `env` key).
     ///
     /// Errors name the file, and toml's message names the field, line and column.
-    pub fn load(path: &Path, env_override: Option<&str>) -> Result<Self, KeelError> {
+    pub fn load(
+        path: &Path,
+        env_override: Option<&str>,
+        algo_override: Option<Algo>,
+    ) -> Result<Self, KeelError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| KeelError::usage(format!("cannot read config {}: {e}", path.display())))?;
-        Self::from_toml(&text, env_override)
+        Self::from_toml(&text, env_override, algo_override)
             .map_err(|e| KeelError::usage(format!("{}: {e}", path.display())))
     }
 
     /// Parses TOML text over the defaults (see [`TrainConfig::load`]).
-    pub fn from_toml(text: &str, env_override: Option<&str>) -> Result<Self, String> {
+    pub fn from_toml(
+        text: &str,
+        env_override: Option<&str>,
+        algo_override: Option<Algo>,
+    ) -> Result<Self, String> {
         // Pass 1 checks the user's text as written, so errors point at its lines.
         let parsed: TrainConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
         // Pass 2 lays the user's keys over the defaults of the env they chose.
         let env = env_override.map(str::to_string).unwrap_or(parsed.env);
-        let mut merged = toml::Table::try_from(Self::for_env(&env)).map_err(|e| e.to_string())?;
+        let algo = algo_override.unwrap_or(parsed.algo);
+        let defaults = Self::for_env_algo(&env, algo);
+        let mut merged = toml::Table::try_from(&defaults).map_err(|e| e.to_string())?;
         merge(&mut merged, user);
         merged.insert("env".into(), toml::Value::String(env));
+        merged.insert(
+            "algo".into(),
+            toml::Value::try_from(algo).map_err(|e| e.to_string())?,
+        );
         let cfg: TrainConfig = merged
             .try_into()
             .map_err(|e: toml::de::Error| e.to_string())?;
@@ -184,7 +375,11 @@ impl TrainConfig {
     /// Range checks that serde cannot express; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         let s = &self.sac;
-        let checks: [(bool, &str); 10] = [
+        let (l, m) = (&self.lipschitz, &self.mbpo);
+        if let Err(e) = m.model.validate() {
+            return Err(format!("invalid value: mbpo.{e}"));
+        }
+        let checks: &[(bool, &str)] = &[
             (self.steps > 0, "steps must be > 0"),
             (self.eval_every > 0, "eval_every must be > 0"),
             (self.eval_episodes > 0, "eval_episodes must be > 0"),
@@ -209,6 +404,30 @@ impl TrainConfig {
                     .chain(&s.critic_hidden)
                     .all(|&w| w > 0),
                 "hidden widths must be > 0",
+            ),
+            (
+                l.epsilon >= 0.0 && l.lambda >= 0.0,
+                "lipschitz.epsilon and lipschitz.lambda must be >= 0",
+            ),
+            (
+                l.attack == Attack::Fgsm || l.pgd_steps > 0,
+                "lipschitz.pgd_steps must be > 0 for pgd",
+            ),
+            (
+                (0.0..=1.0).contains(&m.real_ratio),
+                "mbpo.real_ratio must be in [0, 1]",
+            ),
+            (
+                m.retrain_every > 0 && m.rollout_every > 0,
+                "mbpo.retrain_every and mbpo.rollout_every must be > 0",
+            ),
+            (
+                m.rollout_len_min >= 1 && m.rollout_len_max >= m.rollout_len_min,
+                "mbpo.rollout_len_min must be >= 1 and <= mbpo.rollout_len_max",
+            ),
+            (
+                m.init_steps > 0 && m.model_retain_steps > 0,
+                "mbpo.init_steps and mbpo.model_retain_steps must be > 0",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -242,13 +461,14 @@ mod tests {
     #[test]
     fn defaults_round_trip_through_toml() {
         let c = TrainConfig::for_env("pendulum");
-        assert_eq!(TrainConfig::from_toml(&c.to_toml(), None).unwrap(), c);
+        assert_eq!(TrainConfig::from_toml(&c.to_toml(), None, None).unwrap(), c);
     }
 
     #[test]
     fn user_keys_override_env_defaults() {
         let c = TrainConfig::from_toml(
             "env = \"mountaincar\"\nseed = 3\n[sac]\nbatch_size = 64\n",
+            None,
             None,
         )
         .unwrap();
@@ -259,17 +479,17 @@ mod tests {
             c.sac.learning_starts,
             SacConfig::for_env("mountaincar").learning_starts
         );
-        let c = TrainConfig::from_toml("seed = 1", Some("fishery3")).unwrap();
+        let c = TrainConfig::from_toml("seed = 1", Some("fishery3"), None).unwrap();
         assert_eq!(c.env, "fishery3");
     }
 
     #[test]
     fn errors_name_field_and_line() {
-        let e = TrainConfig::from_toml("seed = 1\n[sac]\nbatchsize = 3\n", None).unwrap_err();
+        let e = TrainConfig::from_toml("seed = 1\n[sac]\nbatchsize = 3\n", None, None).unwrap_err();
         assert!(e.contains("batchsize") && e.contains("line 3"), "{e}");
-        let e = TrainConfig::from_toml("seed = \"x\"\n", None).unwrap_err();
+        let e = TrainConfig::from_toml("seed = \"x\"\n", None, None).unwrap_err();
         assert!(e.contains("line 1") && e.contains("seed"), "{e}");
-        let e = TrainConfig::from_toml("[sac]\ngamma = 2.0\n", None).unwrap_err();
+        let e = TrainConfig::from_toml("[sac]\ngamma = 2.0\n", None, None).unwrap_err();
         assert!(e.contains("sac.gamma"), "{e}");
     }
 }

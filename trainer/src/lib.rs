@@ -1,6 +1,7 @@
 //! Keel's trainer (std). The module order follows the data flow:
-//! plant (`env`) -> replay buffer -> neural networks -> SAC -> training loop -> export
-//! (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
+//! plant (`env`) -> replay buffer (`replay`) -> dynamics model (`model`) -> model rollouts and
+//! MBPO (`mbpo`) -> SAC with the Lipschitz critic (`sac`, on `nn`) -> training loop (`train`) ->
+//! export (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
 pub mod cli;
 pub mod config;
 pub mod env;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod eval;
 pub mod inspect;
 pub mod io;
+pub mod mbpo;
 pub mod metrics;
 pub mod model;
 pub mod nn;

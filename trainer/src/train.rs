@@ -13,6 +13,7 @@ use crate::env::{make_env, Env};
 use crate::error::KeelError;
 use crate::eval::{evaluate, load_policy, EvalSummary};
 use crate::io::{ensure_writable_dir, write_atomic};
+use crate::mbpo::Mbpo;
 use crate::metrics::{self, EvalRecord};
 use crate::sac::Sac;
 
@@ -32,7 +33,7 @@ pub trait Agent {
     /// The deterministic actor as a deployable policy (metadata filled in by the caller).
     fn policy_spec(&self) -> PolicySpec;
     /// Latest training statistics for metrics.csv (name, value); names are stable per run.
-    fn stats(&self) -> Vec<(String, f64)>;
+    fn stats(&mut self) -> Vec<(String, f64)>;
     /// Serialized state (networks, optimizers, buffers, RNG) for checkpoints.
     fn save(&self) -> Result<Vec<u8>, KeelError>;
 }
@@ -47,6 +48,10 @@ fn make_agent(
         Algo::Sac => Ok(Box::new(match state {
             Some(bytes) => Sac::load(bytes, cfg, env)?,
             None => Sac::new(cfg, env),
+        })),
+        Algo::Mbpo => Ok(Box::new(match state {
+            Some(bytes) => Mbpo::load(bytes, cfg, env)?,
+            None => Mbpo::new(cfg, env)?,
         })),
     }
 }

@@ -20,6 +20,7 @@ fn stdout(o: &Output) -> String {
 /// A tiny, fast configuration: small networks, few steps.
 const TINY: &str = r#"
 env = "pendulum"
+algo = "sac"
 steps = 600
 eval_every = 300
 eval_episodes = 2

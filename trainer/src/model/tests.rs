@@ -39,6 +39,7 @@ fn ensemble_matches_separate_networks() {
         hidden: Activation::Silu,
         output: Activation::Identity,
         spectral_norm: false,
+        spectral_norm_output: false,
     };
     let mut nets: Vec<Mlp<CpuBackend>> = (0..n)
         .map(|k| {

@@ -340,6 +340,7 @@ fn timing_ensemble_vs_mlp() {
         hidden: Activation::Silu,
         output: Activation::Identity,
         spectral_norm: false,
+        spectral_norm_output: false,
     };
     let mut mlp = Mlp::new(&CpuBackend, &cfg, rows, &mut r);
     let t = Instant::now();

@@ -43,11 +43,20 @@ pub struct MlpConfig {
     pub hidden: Activation,
     /// Activation after the output layer.
     pub output: Activation,
-    /// Spectrally normalize every linear layer (the Lipschitz critic).
+    /// Spectrally normalize the hidden linear layers (the Lipschitz critic).
     pub spectral_norm: bool,
+    /// With `spectral_norm`, also normalize the output layer. Normalizing every layer makes the
+    /// network 1-Lipschitz (with 1-Lipschitz activations), too tight for returns of hundreds;
+    /// leaving the output layer free keeps a bound (its norm times the rest) that can grow.
+    pub spectral_norm_output: bool,
 }
 
 impl MlpConfig {
+    /// Whether linear layer `i` is spectrally normalized.
+    pub fn spectral_norm_layer(&self, i: usize) -> bool {
+        self.spectral_norm && (self.spectral_norm_output || i + 2 < self.sizes.len())
+    }
+
     /// The activation after linear layer `i`.
     pub fn activation(&self, i: usize) -> Activation {
         if i + 2 == self.sizes.len() {

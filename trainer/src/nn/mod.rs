@@ -12,7 +12,7 @@
 //! use keel_trainer::nn::{Activation, Adam, AdamConfig, Backprop, CpuBackend, Mlp, MlpConfig};
 //! let mut rng = rand::rng();
 //! let cfg = MlpConfig { sizes: vec![4, 64, 64, 1], hidden: Activation::Relu,
-//!     output: Activation::Identity, spectral_norm: true };
+//!     output: Activation::Identity, spectral_norm: true, spectral_norm_output: true };
 //! let (b, lambda) = (32, 0.5f32);
 //! let mut q = Mlp::new(&CpuBackend, &cfg, b, &mut rng);
 //! let mut opt = Adam::new(&q, AdamConfig::default());

@@ -89,7 +89,7 @@ impl<B: Backend> Core<B> {
         let (mut layers, mut n, mut n_state, mut n_eff, mut scratch) = (Vec::new(), 0, 0, 0, 0);
         for (i, w) in cfg.sizes.windows(2).enumerate() {
             let (inp, out) = (w[0], w[1]);
-            let sn = cfg.spectral_norm.then(|| {
+            let sn = cfg.spectral_norm_layer(i).then(|| {
                 let slot = SpectralSlot {
                     offset: n_state,
                     rows: out,

@@ -24,6 +24,7 @@ fn cfg(sizes: &[usize], hidden: Activation, output: Activation, sn: bool) -> Mlp
         hidden,
         output,
         spectral_norm: sn,
+        spectral_norm_output: sn,
     }
 }
 
@@ -424,6 +425,7 @@ fn spectral_norm_net_is_close_to_1_lipschitz() {
         &CpuBackend,
         &MlpConfig {
             spectral_norm: false,
+            spectral_norm_output: false,
             ..c
         },
         1,

@@ -17,6 +17,7 @@ fn small(
         hidden,
         output: Activation::Identity,
         spectral_norm: sn,
+        spectral_norm_output: sn,
     };
     Mlp::new(
         &CpuBackend,

@@ -8,9 +8,12 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::gaussian::SquashedGaussian;
-use crate::config::SacConfig;
+use super::robust::{self, RobustScratch};
+use crate::config::{LipschitzConfig, RobustForm, SacConfig};
 use crate::error::KeelError;
-use crate::nn::{Activation, Adam, AdamConfig, AdamState, CpuBackend, Mlp, MlpConfig};
+use crate::nn::{
+    Activation, Adam, AdamConfig, AdamState, Backprop, CpuBackend, ForwardCache, Mlp, MlpConfig,
+};
 use crate::replay::Batch;
 
 /// Losses and temperatures of the latest update.
@@ -20,11 +23,20 @@ pub struct UpdateStats {
     pub actor_loss: f32,
     pub alpha: f32,
     pub entropy: f32,
+    /// Mean (Q(s + delta) - Q(s))^2 of the robust term (0 without it).
+    pub robust_gap: f32,
 }
 
 /// Networks, optimizers and scratch buffers of SAC. `update` allocates nothing.
 pub struct SacLearner {
     cfg: SacConfig,
+    pub(super) lip: LipschitzConfig,
+    /// Per-dimension std of the real states: the robust perturbation's scale.
+    pub(super) state_std: Vec<f32>,
+    pub(super) robust: RobustScratch,
+    measure_cache: ForwardCache<CpuBackend>,
+    /// Actor cache for large batches of rollout actions (grown on demand).
+    rollout_cache: Option<ForwardCache<CpuBackend>>,
     obs_dim: usize,
     act_dim: usize,
     head: SquashedGaussian,
@@ -76,6 +88,7 @@ fn mlp_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
 impl SacLearner {
     pub fn new<R: Rng>(
         cfg: &SacConfig,
+        lip: &LipschitzConfig,
         obs_dim: usize,
         low: &[f32],
         high: &[f32],
@@ -89,12 +102,14 @@ impl SacLearner {
             hidden: Activation::Relu,
             output: Activation::Identity,
             spectral_norm: false,
+            spectral_norm_output: false,
         };
         let critic_cfg = MlpConfig {
             sizes: mlp_sizes(obs_dim + act_dim, &cfg.critic_hidden, 1),
             hidden: Activation::Relu,
             output: Activation::Identity,
-            spectral_norm: false,
+            spectral_norm: lip.spectral_norm,
+            spectral_norm_output: lip.sn_output_layer,
         };
         let actor = Mlp::new(&be, &actor_cfg, b, rng);
         let q = [
@@ -106,7 +121,9 @@ impl SacLearner {
             Mlp::new(&be, &critic_cfg, b, rng),
         ];
         for (t, q) in q_target.iter_mut().zip(&q) {
-            t.load_params(&q.params());
+            // Parameters and spectral-norm vectors: a target with its own random u, v would
+            // estimate sigma for the copied weights from misaligned vectors.
+            t.copy_from(q);
         }
         let adam = |lr: f32| AdamConfig {
             lr,
@@ -118,8 +135,14 @@ impl SacLearner {
             Adam::new(&q[0], adam(cfg.critic_lr)),
             Adam::new(&q[1], adam(cfg.critic_lr)),
         ];
+        let measure_cache = q[0].new_cache(lip.measure_states.max(1));
         Self {
             cfg: cfg.clone(),
+            lip: lip.clone(),
+            state_std: vec![1.0; obs_dim],
+            robust: RobustScratch::new(&q[0], b, obs_dim, act_dim),
+            measure_cache,
+            rollout_cache: None,
             obs_dim,
             act_dim,
             head: SquashedGaussian::new(low, high),
@@ -158,14 +181,48 @@ impl SacLearner {
     }
 
     /// Named statistics for metrics.csv.
-    pub fn stats(&self) -> [(String, f64); 4] {
+    pub fn stats(&self) -> Vec<(String, f64)> {
         let s = self.last;
-        [
+        vec![
             ("critic_loss".into(), f64::from(s.critic_loss)),
             ("actor_loss".into(), f64::from(s.actor_loss)),
             ("alpha".into(), f64::from(s.alpha)),
             ("entropy".into(), f64::from(s.entropy)),
+            ("robust_gap".into(), f64::from(s.robust_gap)),
         ]
+    }
+
+    /// The measured smoothness of critic 1 on `n` states with their actions: the max and mean of
+    /// ||dQ/ds|| (Euclidean, state part of the input) and the product of the layers' spectral
+    /// norms (an upper bound on the Lipschitz constant).
+    pub fn measure_lipschitz(&mut self, obs: &[f32], act: &[f32], n: usize) -> (f64, f64, f64) {
+        let (od, ad) = (self.obs_dim, self.act_dim);
+        let w = od + ad;
+        let n = n.min(self.measure_cache.max_batch());
+        let mut x = vec![0.0f32; n * w];
+        Self::concat(&obs[..n * od], &act[..n * ad], od, ad, &mut x);
+        let ones = vec![1.0f32; n];
+        let q = &mut self.q[0];
+        q.forward_with(&mut self.measure_cache, &x, n);
+        q.backward_with(&mut self.measure_cache, &ones, n, Backprop::Input);
+        let g = self.measure_cache.input_grad();
+        let norms: Vec<f64> = (0..n)
+            .map(|i| {
+                g[i * w..i * w + od]
+                    .iter()
+                    .map(|v| f64::from(*v).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let qs = f64::from(if self.lip.spectral_norm {
+            self.lip.sn_q_scale
+        } else {
+            1.0
+        });
+        let max = qs * norms.iter().copied().fold(0.0, f64::max);
+        let mean = qs * norms.iter().sum::<f64>() / n.max(1) as f64;
+        (max, mean, qs * f64::from(q.lipschitz_bound()))
     }
 
     /// The twin critics (for Lipschitz measurements).
@@ -183,6 +240,32 @@ impl SacLearner {
         self.head.sample(raw, &self.one_eps, action);
     }
 
+    /// Stochastic actions for `n` observations at once (model rollouts).
+    pub fn sample_actions<R: Rng>(&mut self, obs: &[f32], act: &mut [f32], n: usize, rng: &mut R) {
+        let ad = self.act_dim;
+        if self
+            .rollout_cache
+            .as_ref()
+            .is_none_or(|c| c.max_batch() < n)
+        {
+            self.rollout_cache = Some(self.actor.new_cache(n));
+        }
+        let Some(cache) = self.rollout_cache.as_mut() else {
+            return;
+        };
+        let raw = self.actor.predict_with(cache, obs, n);
+        for i in 0..n {
+            for e in self.one_eps.iter_mut() {
+                *e = rng.sample(StandardNormal);
+            }
+            self.head.sample(
+                &raw[i * 2 * ad..(i + 1) * 2 * ad],
+                &self.one_eps,
+                &mut act[i * ad..(i + 1) * ad],
+            );
+        }
+    }
+
     /// Writes `[obs_i, act_i]` rows into `x`.
     fn concat(obs: &[f32], act: &[f32], obs_dim: usize, act_dim: usize, x: &mut [f32]) {
         let w = obs_dim + act_dim;
@@ -196,11 +279,34 @@ impl SacLearner {
         }
     }
 
-    /// One gradient step of the critics, the actor and the temperature on `batch`.
-    pub fn update<R: Rng>(&mut self, batch: &Batch, rng: &mut R) {
+    /// Q = q_scale * network output: a fixed output scale, so a spectrally normalised critic
+    /// (whose network is kept smooth and small) can still represent returns of hundreds.
+    pub fn q_scale(&self) -> f32 {
+        if self.lip.spectral_norm {
+            self.lip.sn_q_scale
+        } else {
+            1.0
+        }
+    }
+
+    /// Sets the per-dimension state scale of the robust perturbation (the real buffer's std).
+    pub fn set_state_std(&mut self, std: &[f32]) {
+        self.state_std.copy_from_slice(std);
+    }
+
+    /// One gradient step of the critics, the actor and the temperature on `batch`. With the
+    /// robust loss enabled, its term is computed on the rows `robust_rows` (the model-generated
+    /// part of the batch).
+    pub fn update<R: Rng>(
+        &mut self,
+        batch: &Batch,
+        rng: &mut R,
+        robust_rows: std::ops::Range<usize>,
+    ) {
         let (b, od, ad) = (batch.size, self.obs_dim, self.act_dim);
         let alpha = self.alpha();
         let inv_b = 1.0 / b as f32;
+        let qs = self.q_scale();
 
         // Critic targets: y = r + gamma (1 - done) (min_k Q'_k(s', a') - alpha log pi(a'|s')).
         for e in self.eps.iter_mut() {
@@ -222,22 +328,63 @@ impl SacLearner {
             .copy_from_slice(self.q_target[0].predict(&self.x_next, b));
         let q2t = self.q_target[1].predict(&self.x_next, b);
         for i in 0..b {
-            let v = self.q_first[i].min(q2t[i]) - alpha * self.logp[i];
+            let v = qs * self.q_first[i].min(q2t[i]) - alpha * self.logp[i];
             self.y[i] = batch.rew[i] + self.cfg.gamma * (1.0 - batch.done[i]) * v;
         }
 
-        // Critic regression on the batch's (s, a).
+        // Critic regression on the batch's (s, a), plus the robust term on `robust_rows`.
         Self::concat(&batch.obs, &batch.act, od, ad, &mut self.x_now);
+        let robust = self.lip.robust && self.lip.lambda > 0.0 && !robust_rows.is_empty();
+        let nr = robust_rows.len();
+        if robust {
+            let w = od + ad;
+            let rows = robust_rows.start * w..robust_rows.end * w;
+            self.robust.clean[..nr * w].copy_from_slice(&self.x_now[rows]);
+            if self.lip.form == RobustForm::V {
+                // V(s) = Q(s, mu(s)): the actor's deterministic action at the clean state.
+                let obs = &batch.obs[robust_rows.start * od..robust_rows.end * od];
+                let raw = self.actor.predict(obs, nr);
+                for i in 0..nr {
+                    let a = &mut self.robust.clean[i * w + od..(i + 1) * w];
+                    self.head.mean_action(&raw[i * 2 * ad..(i + 1) * 2 * ad], a);
+                }
+            }
+        }
         let mut critic_loss = 0.0;
+        let mut robust_gap = 0.0;
         for k in 0..2 {
             let q = self.q[k].forward(&self.x_now, b);
             for i in 0..b {
-                let err = q[i] - self.y[i];
+                let err = qs * q[i] - self.y[i];
                 critic_loss += err * err * inv_b;
-                self.dq[i] = 2.0 * err * inv_b;
+                self.dq[i] = 2.0 * err * inv_b * qs;
             }
             self.q[k].zero_grad();
             self.q[k].backward(&self.dq, b, false);
+            if robust {
+                let l = &self.lip;
+                robust::perturb(
+                    &mut self.q[k],
+                    &mut self.robust,
+                    nr,
+                    od,
+                    l.epsilon,
+                    &self.state_std,
+                    l.attack,
+                    l.pgd_steps,
+                    rng,
+                );
+                // The gap in Q's units is qs times the network's: lambda qs^2 on the network.
+                robust_gap += 0.5
+                    * qs
+                    * qs
+                    * robust::accumulate_gradient(
+                        &mut self.q[k],
+                        &mut self.robust,
+                        nr,
+                        l.lambda * qs * qs,
+                    );
+            }
             self.q_opt[k].step(&mut self.q[k]);
         }
 
@@ -264,9 +411,9 @@ impl SacLearner {
         // d(-min Q)/dQ_k is -1/B on the sample's smaller critic and 0 on the other.
         for i in 0..b {
             let k = usize::from(q2[i] < self.q_first[i]);
-            self.pick[k][i] = -inv_b;
+            self.pick[k][i] = -inv_b * qs;
             self.pick[1 - k][i] = 0.0;
-            actor_loss += (alpha * self.logp[i] - self.q_first[i].min(q2[i])) * inv_b;
+            actor_loss += (alpha * self.logp[i] - qs * self.q_first[i].min(q2[i])) * inv_b;
         }
         self.d_act.iter_mut().for_each(|d| *d = 0.0);
         for k in 0..2 {
@@ -315,6 +462,7 @@ impl SacLearner {
             actor_loss,
             alpha: self.alpha(),
             entropy: -mean_logp,
+            robust_gap,
         };
     }
 
@@ -415,6 +563,9 @@ impl SacLearner {
         for k in 0..2 {
             self.q[k].load_params(&st.q[k]);
             self.q_target[k].load_params(&st.q_target[k]);
+            // The spectral-norm vectors are not checkpointed: re-converge them on the weights.
+            self.q[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
+            self.q_target[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
         }
         let [s0, s1] = st.q_opt;
         self.q_opt[0]

@@ -5,6 +5,7 @@
 //! The model-based trainer reuses [`SacLearner::update`] on batches that mix real and model data.
 pub mod gaussian;
 mod learner;
+pub mod robust;
 
 pub use gaussian::SquashedGaussian;
 pub use learner::{SacLearner, UpdateStats};
@@ -43,6 +44,7 @@ impl Sac {
         let mut rng = Pcg64::seed_from_u64(cfg.seed ^ 0x5AC0_5AC0);
         let learner = SacLearner::new(
             &cfg.sac,
+            &cfg.lipschitz,
             env.obs_dim(),
             env.action_low(),
             env.action_high(),
@@ -100,7 +102,7 @@ impl Agent for Sac {
                 let n = self.batch.size;
                 self.buffer
                     .sample_into(&mut self.rng, &mut self.batch, 0..n);
-                self.learner.update(&self.batch, &mut self.rng);
+                self.learner.update(&self.batch, &mut self.rng, 0..0);
             }
         }
     }
@@ -109,8 +111,14 @@ impl Agent for Sac {
         self.learner.policy_spec()
     }
 
-    fn stats(&self) -> Vec<(String, f64)> {
-        self.learner.stats().to_vec()
+    fn stats(&mut self) -> Vec<(String, f64)> {
+        let mut stats = self.learner.stats();
+        stats.extend(lipschitz_stats(
+            &mut self.learner,
+            &self.buffer,
+            &mut self.rng,
+        ));
+        stats
     }
 
     fn save(&self) -> Result<Vec<u8>, KeelError> {
@@ -122,4 +130,28 @@ impl Agent for Sac {
         postcard::to_stdvec(&st)
             .map_err(|e| KeelError::internal(format!("cannot serialize SAC state: {e}")))
     }
+}
+
+/// Lipschitz measurements of the critic on states (and actions) sampled from `buffer`.
+pub fn lipschitz_stats(
+    learner: &mut SacLearner,
+    buffer: &ReplayBuffer,
+    rng: &mut Pcg64,
+) -> Vec<(String, f64)> {
+    let n = learner.lip.measure_states.min(buffer.len());
+    if n == 0 {
+        return vec![
+            ("lip_grad_max".into(), f64::NAN),
+            ("lip_grad_mean".into(), f64::NAN),
+            ("lip_layer_bound".into(), f64::NAN),
+        ];
+    }
+    let mut b = Batch::new(n, buffer.obs_dim(), buffer.act_dim());
+    buffer.sample_into(rng, &mut b, 0..n);
+    let (max, mean, bound) = learner.measure_lipschitz(&b.obs, &b.act, n);
+    vec![
+        ("lip_grad_max".into(), max),
+        ("lip_grad_mean".into(), mean),
+        ("lip_layer_bound".into(), bound),
+    ]
 }

@@ -1,0 +1,233 @@
+//! Model-based policy optimisation, read top to bottom: real steps fill the replay buffer; every
+//! `retrain_every` steps the dynamics model is refit; every `rollout_every` steps the model is
+//! rolled out from real start states under the current policy into the model buffer; every env
+//! step SAC takes `updates_per_step` gradient steps on batches that mix real and model data, with
+//! the Lipschitz-regularised critic (spectral norm + robust loss on the model rows).
+//! All knobs are in [`crate::config::MbpoConfig`] and [`crate::config::LipschitzConfig`].
+mod rollout;
+
+pub use rollout::{rollout, RolloutScratch};
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MbpoConfig, TrainConfig};
+use crate::env::Env;
+use crate::error::KeelError;
+use crate::model::{DynamicsModel, ModelState};
+use crate::nn::CpuBackend;
+use crate::replay::{Batch, ReplayBuffer};
+use crate::sac::{lipschitz_stats, SacLearner};
+use crate::train::Agent;
+
+/// MBPO with one dynamics model (or an ensemble) and a Lipschitz-regularised SAC critic.
+pub struct Mbpo {
+    cfg: MbpoConfig,
+    env: Box<dyn Env>,
+    learner: SacLearner,
+    model: DynamicsModel<CpuBackend>,
+    real: ReplayBuffer,
+    model_buf: ReplayBuffer,
+    batch: Batch,
+    scratch: RolloutScratch,
+    rng: Pcg64,
+    env_steps: usize,
+    trained: bool,
+    low: Vec<f32>,
+    high: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MbpoState {
+    learner: Vec<u8>,
+    model: ModelState,
+    trained: bool,
+    real: ReplayBuffer,
+    model_buf: ReplayBuffer,
+    rng: Pcg64,
+    env_steps: usize,
+}
+
+impl Mbpo {
+    pub fn new(cfg: &TrainConfig, env: &dyn Env) -> Result<Self, KeelError> {
+        let m = &cfg.mbpo;
+        let mut rng = Pcg64::seed_from_u64(cfg.seed ^ 0x3B90_3B90);
+        let learner = SacLearner::new(
+            &cfg.sac,
+            &cfg.lipschitz,
+            env.obs_dim(),
+            env.action_low(),
+            env.action_high(),
+            &mut rng,
+        );
+        let mut model_cfg = m.model.clone();
+        if env
+            .reward_fn(
+                &vec![0.0; env.obs_dim()],
+                &vec![0.0; env.act_dim()],
+                &vec![0.0; env.obs_dim()],
+            )
+            .is_some()
+        {
+            // The env's closed-form reward is exact: the model need not learn it.
+            model_cfg.predict_reward = false;
+        }
+        let model = DynamicsModel::new(
+            &CpuBackend,
+            &model_cfg,
+            env.obs_dim(),
+            env.act_dim(),
+            &mut rng,
+        )
+        .map_err(|e| KeelError::usage(format!("invalid mbpo.model config: {e}")))?;
+        let model_capacity =
+            (m.rollouts_per_step * m.model_retain_steps * m.rollout_len_max).max(1);
+        Ok(Self {
+            cfg: m.clone(),
+            env: env.box_clone(),
+            learner,
+            model,
+            real: ReplayBuffer::new(cfg.sac.buffer_size, env.obs_dim(), env.act_dim()),
+            model_buf: ReplayBuffer::new(model_capacity, env.obs_dim(), env.act_dim()),
+            batch: Batch::new(cfg.sac.batch_size, env.obs_dim(), env.act_dim()),
+            scratch: RolloutScratch::new(
+                m.rollouts_per_step * m.rollout_every,
+                env.obs_dim(),
+                env.act_dim(),
+            ),
+            rng,
+            env_steps: 0,
+            trained: false,
+            low: env.action_low().to_vec(),
+            high: env.action_high().to_vec(),
+        })
+    }
+
+    pub fn load(bytes: &[u8], cfg: &TrainConfig, env: &dyn Env) -> Result<Self, KeelError> {
+        let st: MbpoState = postcard::from_bytes(bytes)
+            .map_err(|e| KeelError::usage(format!("corrupt MBPO checkpoint: {e}")))?;
+        let mut me = Self::new(cfg, env)?;
+        me.learner.load(&st.learner)?;
+        me.model = DynamicsModel::from_state(&CpuBackend, &st.model)
+            .map_err(|e| KeelError::usage(format!("checkpoint model does not match: {e}")))?;
+        me.trained = st.trained;
+        me.real = st.real;
+        me.model_buf = st.model_buf;
+        me.rng = st.rng;
+        me.env_steps = st.env_steps;
+        Ok(me)
+    }
+
+    /// The rollout length at the current env step (linear schedule).
+    fn rollout_len(&self) -> usize {
+        let m = &self.cfg;
+        let (a, b) = (
+            m.rollout_len_from,
+            m.rollout_len_to.max(m.rollout_len_from + 1),
+        );
+        let f = ((self.env_steps.saturating_sub(a)) as f32 / (b - a) as f32).clamp(0.0, 1.0);
+        (m.rollout_len_min as f32 + f * (m.rollout_len_max - m.rollout_len_min) as f32).round()
+            as usize
+    }
+
+    /// Model-side compute so far (training and prediction seconds).
+    pub fn model_seconds(&self) -> f64 {
+        self.model.stats().compute_seconds()
+    }
+}
+
+impl Agent for Mbpo {
+    fn explore(&mut self, obs: &[f32], action: &mut [f32]) {
+        if self.real.len() < self.cfg.init_steps {
+            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
+                *a = self.rng.random_range(*lo..*hi);
+            }
+        } else {
+            self.learner.sample_action(obs, action, &mut self.rng);
+        }
+    }
+
+    fn observe(
+        &mut self,
+        obs: &[f32],
+        action: &[f32],
+        reward: f32,
+        next_obs: &[f32],
+        terminated: bool,
+    ) {
+        self.real.push(obs, action, reward, next_obs, terminated);
+        self.env_steps += 1;
+        let m = &self.cfg;
+        if self.real.len() < m.init_steps {
+            return;
+        }
+        let since = self.env_steps - m.init_steps;
+        if !self.trained || since.is_multiple_of(m.retrain_every) {
+            self.model.train(&self.real, &mut self.rng);
+            self.learner.set_state_std(&self.real.obs_mean_std().1);
+            self.trained = true;
+        }
+        if since.is_multiple_of(m.rollout_every) {
+            let k = self.rollout_len();
+            rollout(
+                &mut self.model,
+                &mut self.learner,
+                self.env.as_ref(),
+                &self.real,
+                &mut self.model_buf,
+                &mut self.scratch,
+                k,
+                &mut self.rng,
+            );
+        }
+        let b = self.batch.size;
+        let n_real = if self.model_buf.is_empty() {
+            b
+        } else {
+            ((b as f32) * m.real_ratio).round() as usize
+        };
+        for _ in 0..m.updates_per_step {
+            self.real
+                .sample_into(&mut self.rng, &mut self.batch, 0..n_real);
+            if n_real < b {
+                self.model_buf
+                    .sample_into(&mut self.rng, &mut self.batch, n_real..b);
+            }
+            self.learner.update(&self.batch, &mut self.rng, n_real..b);
+        }
+    }
+
+    fn policy_spec(&self) -> keel_runtime::encode::PolicySpec {
+        self.learner.policy_spec()
+    }
+
+    fn stats(&mut self) -> Vec<(String, f64)> {
+        let mut stats = self.learner.stats();
+        stats.extend(lipschitz_stats(
+            &mut self.learner,
+            &self.real,
+            &mut self.rng,
+        ));
+        let ms = self.model.stats();
+        stats.push(("model_holdout_mse".into(), f64::from(ms.holdout_mse)));
+        stats.push(("model_train_s".into(), ms.total_train_seconds));
+        stats.push(("model_predict_s".into(), ms.predict_seconds));
+        stats.push(("model_buffer".into(), self.model_buf.len() as f64));
+        stats
+    }
+
+    fn save(&self) -> Result<Vec<u8>, KeelError> {
+        let st = MbpoState {
+            learner: self.learner.save()?,
+            model: self.model.state(),
+            trained: self.trained,
+            real: self.real.clone(),
+            model_buf: self.model_buf.clone(),
+            rng: self.rng.clone(),
+            env_steps: self.env_steps,
+        };
+        postcard::to_stdvec(&st)
+            .map_err(|e| KeelError::internal(format!("cannot serialize MBPO state: {e}")))
+    }
+}

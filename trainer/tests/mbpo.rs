@@ -1,0 +1,40 @@
+//! A short MBPO run (single model, spectral norm + robust loss: the defaults) must improve the
+//! Pendulum return from the random policy's within a CI-sized budget, and its metrics must carry
+//! the Lipschitz measurements.
+use keel_trainer::config::{Algo, TrainConfig};
+use keel_trainer::train::train;
+
+#[test]
+fn mbpo_smoke_improves_pendulum_return() {
+    let mut cfg = TrainConfig::for_env_algo("pendulum", Algo::Mbpo);
+    cfg.steps = 1000;
+    cfg.eval_every = 250;
+    cfg.eval_episodes = 5;
+    cfg.seed = 1;
+    assert!(
+        cfg.lipschitz.spectral_norm && cfg.lipschitz.robust && cfg.mbpo.model.ensemble_size == 1
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&cfg, dir.path(), false, false).unwrap();
+    let first = out.records.first().unwrap().eval_mean;
+    let best = out
+        .records
+        .iter()
+        .map(|r| r.eval_mean)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        best > first + 300.0,
+        "no improvement: first {first}, best {best}"
+    );
+    let last = out.records.last().unwrap();
+    for k in [
+        "lip_grad_max",
+        "lip_grad_mean",
+        "lip_layer_bound",
+        "robust_gap",
+        "model_holdout_mse",
+    ] {
+        let v = last.extra.iter().find(|(n, _)| n == k).map(|x| x.1);
+        assert!(v.is_some_and(f64::is_finite), "{k}: {v:?}");
+    }
+}
