@@ -326,7 +326,16 @@ impl TrainConfig {
             checkpoint_every: eval_every,
             device: Device::Auto,
             sac,
-            lipschitz: LipschitzConfig::default(),
+            // Model-free SAC has no model rows for the robust loss, and spectral norm alone
+            // slowed it on Pendulum: plain critic by default (`--lipschitz` still applies).
+            lipschitz: match algo {
+                Algo::Mbpo => LipschitzConfig::default(),
+                Algo::Sac => LipschitzConfig {
+                    spectral_norm: false,
+                    robust: false,
+                    ..LipschitzConfig::default()
+                },
+            },
             mbpo: MbpoConfig::for_env(env),
         }
     }

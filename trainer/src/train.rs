@@ -8,7 +8,7 @@ use keel_runtime::encode::{encode, PolicySpec};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TrainArgs;
-use crate::config::{Algo, TrainConfig};
+use crate::config::{Algo, Device, TrainConfig};
 use crate::env::{make_env, Env};
 use crate::error::KeelError;
 use crate::eval::{evaluate, load_policy, EvalSummary};

@@ -71,6 +71,14 @@ fn unknown_env_and_flag_are_usage_errors() {
     assert!(!out.exists(), "no output directory for a failed start");
     let o = keel(&["train", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = keel(&["train", "--device", "cuda", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("CUDA") && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
 }
 
 #[test]
