@@ -158,6 +158,15 @@ pub fn train(
     progress: bool,
 ) -> Result<TrainOutcome, KeelError> {
     cfg.validate().map_err(KeelError::usage)?;
+    match cfg.device {
+        Device::Cuda => {
+            return Err(KeelError::usage(
+                "--device cuda: this keel was built without CUDA support; use --device cpu or auto",
+            ))
+        }
+        Device::Auto if progress => eprintln!("device: cpu (this build has no CUDA backend)"),
+        _ => {}
+    }
     ensure_writable_dir(dir)?;
     let mut env = make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
     let mut eval_env = env.box_clone();
