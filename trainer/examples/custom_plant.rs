@@ -2,11 +2,14 @@
 //!
 //! Anything that implements [`keel_trainer::env::Env`] can be trained on. This example models a
 //! small brushed DC motor driven by a voltage, asked to track a speed set-point drawn at each
-//! reset, and steps it with a few fixed policies to show the API. The same struct can be handed
-//! to the trainer as a `Box<dyn Env>` (training it is shown in the trainer's documentation).
+//! reset, steps it with a few fixed policies to show the API, then trains a controller for it
+//! with `keel_trainer::train::train_with_env` and writes `runs/dc-motor/policy.keel`, ready for
+//! the runtime and the firmware.
 //!
-//! Run: `cargo run -p keel-trainer --release --example custom_plant`
+//! Run: `cargo run -p keel-trainer --release --example custom_plant [STEPS]`
+use keel_trainer::config::{Algo, TrainConfig};
 use keel_trainer::env::{Env, StepOutcome};
+use keel_trainer::train::train_with_env;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -180,4 +183,23 @@ fn main() {
     println!("  zero voltage            {zero:9.3}");
     println!("  feed-forward            {feed_forward:9.3}");
     println!("  feed-forward + P        {pi_like:9.3}");
+
+    // Train on it: the same loop as `keel train`, with the plant passed in.
+    let steps = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let mut cfg = TrainConfig::for_env_algo(env.id(), Algo::Sac);
+    cfg.steps = steps;
+    cfg.eval_every = (steps / 5).max(1);
+    cfg.checkpoint_every = cfg.eval_every;
+    let dir = std::path::Path::new("runs").join("dc-motor");
+    match train_with_env(&cfg, env.box_clone(), &dir, false, true) {
+        Ok(out) => println!(
+            "  SAC after {steps} steps    {:9.3}  ({})",
+            out.final_eval.mean_return,
+            out.policy_path.display()
+        ),
+        Err(e) => eprintln!("training failed: {e}"),
+    }
 }

@@ -150,13 +150,27 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
     Ok(())
 }
 
-/// Runs (or resumes) training into `dir`.
+/// Runs (or resumes) training into `dir` on the built-in environment `cfg.env`.
 pub fn train(
     cfg: &TrainConfig,
     dir: &Path,
     resume: bool,
     progress: bool,
 ) -> Result<TrainOutcome, KeelError> {
+    let env = make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
+    train_with_env(cfg, env, dir, resume, progress)
+}
+
+/// Runs (or resumes) training into `dir` on any plant: your own [`Env`] implementation.
+/// `cfg.env` is only recorded in the outputs (use your plant's id).
+pub fn train_with_env(
+    cfg: &TrainConfig,
+    env: Box<dyn Env>,
+    dir: &Path,
+    resume: bool,
+    progress: bool,
+) -> Result<TrainOutcome, KeelError> {
+    let mut env = env;
     cfg.validate().map_err(KeelError::usage)?;
     match cfg.device {
         Device::Cuda => {
@@ -168,7 +182,6 @@ pub fn train(
         _ => {}
     }
     ensure_writable_dir(dir)?;
-    let mut env = make_env(&cfg.env).map_err(|e| KeelError::usage(e.to_string()))?;
     let mut eval_env = env.box_clone();
 
     let (mut agent, mut env_step, mut episodes, wall_offset, mut records) = if resume {

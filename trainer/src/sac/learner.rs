@@ -240,6 +240,14 @@ impl SacLearner {
         self.head.sample(raw, &self.one_eps, action);
     }
 
+    /// The deterministic action computed with the trainer's own networks (the exported policy
+    /// computes the same through keel-runtime; evaluation uses the runtime).
+    pub fn deterministic_action(&mut self, obs: &[f32], action: &mut [f32]) {
+        self.one_obs.copy_from_slice(obs);
+        let raw = self.actor.predict(&self.one_obs, 1);
+        self.head.mean_action(raw, action);
+    }
+
     /// Stochastic actions for `n` observations at once (model rollouts).
     pub fn sample_actions<R: Rng>(&mut self, obs: &[f32], act: &mut [f32], n: usize, rng: &mut R) {
         let ad = self.act_dim;
