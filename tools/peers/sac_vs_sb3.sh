@@ -18,6 +18,7 @@ seeds=("${@:-0}")
 cfg=$(mktemp --suffix .toml)
 cat >"$cfg" <<TOML
 env = "pendulum"
+algo = "sac"
 eval_every = 1000
 [sac]
 actor_hidden = [256, 256]

@@ -41,6 +41,8 @@ mod adam;
 pub mod backend;
 mod cache;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod mlp;
 mod passes;
 mod spectral;
