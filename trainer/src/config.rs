@@ -83,6 +83,9 @@ pub struct LipschitzConfig {
     pub epsilon: f32,
     /// Weight of the robust term in the critic loss.
     pub lambda: f32,
+    /// The robust term uses at most this many of each batch's model rows (it costs two extra
+    /// forward and backward passes per critic on those rows).
+    pub robust_rows: usize,
     pub form: RobustForm,
     /// Replay states sampled for the ||dQ/ds|| measurement written at every evaluation.
     pub measure_states: usize,
@@ -99,6 +102,7 @@ impl Default for LipschitzConfig {
             pgd_steps: 3,
             epsilon: 0.02,
             lambda: 0.5,
+            robust_rows: 32,
             form: RobustForm::Q,
             measure_states: 512,
         }

@@ -36,6 +36,7 @@ pub struct Mbpo {
     trained: bool,
     low: Vec<f32>,
     high: Vec<f32>,
+    robust_rows: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,6 +102,7 @@ impl Mbpo {
             trained: false,
             low: env.action_low().to_vec(),
             high: env.action_high().to_vec(),
+            robust_rows: cfg.lipschitz.robust_rows,
         })
     }
 
@@ -194,7 +196,10 @@ impl Agent for Mbpo {
                 self.model_buf
                     .sample_into(&mut self.rng, &mut self.batch, n_real..b);
             }
-            self.learner.update(&self.batch, &mut self.rng, n_real..b);
+            // Model rows are drawn at random, so the first `robust_rows` of them are a random subset.
+            let robust_end = (n_real + self.robust_rows).min(b);
+            self.learner
+                .update(&self.batch, &mut self.rng, n_real..robust_end);
         }
     }
 
