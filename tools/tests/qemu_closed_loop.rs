@@ -6,15 +6,17 @@
 //! boots it in `qemu-system-arm` and decodes its log with `defmt-print`. Without QEMU, defmt-print
 //! or the thumbv7em target this test is skipped with the reason, or fails when `CI` is set.
 //!
-//! The policy is the example 3-64-64-1 stand-in; set `KEEL_QEMU_POLICY=path/to/policy.keel` to
+//! The policy is trained by keel-trainer in the test (short SAC run); set `KEEL_QEMU_POLICY=path/to/policy.keel` to
 //! run a trained pendulum policy instead.
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use keel_tools::closed_loop::{compare, example_policy, host_run, parse_device_log, DeviceLog};
+use keel_tools::closed_loop::{compare, host_run, parse_device_log, DeviceLog};
 use keel_tools::elf::Elf;
 use keel_tools::{firmware, prereq, qemu};
+use keel_trainer::config::{Algo, TrainConfig};
+use keel_trainer::train::train;
 
 /// Device and host must agree this closely (they normally agree to the bit).
 const TOLERANCE: f64 = 1e-5;
@@ -35,11 +37,28 @@ fn firmware_elf() -> PathBuf {
         .unwrap_or_else(|e| panic!("building the QEMU firmware failed: {e}"))
 }
 
+/// A policy trained by keel-trainer (a short SAC run on Pendulum with the deployed 2x64 actor
+/// and a small critic, about a second), or the file named by `KEEL_QEMU_POLICY`.
 fn policy_blob() -> Vec<u8> {
-    match std::env::var_os("KEEL_QEMU_POLICY") {
+    static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
+    BLOB.get_or_init(|| match std::env::var_os("KEEL_QEMU_POLICY") {
         Some(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("KEEL_QEMU_POLICY {p:?}: {e}")),
-        None => example_policy().expect("example policy encodes"),
-    }
+        None => {
+            let mut cfg = TrainConfig::for_env_algo("pendulum", Algo::Sac);
+            cfg.steps = 600;
+            cfg.eval_every = 600;
+            cfg.eval_episodes = 1;
+            cfg.sac.learning_starts = 100;
+            cfg.sac.batch_size = 32;
+            cfg.sac.critic_hidden = vec![32, 32];
+            let dir = std::env::temp_dir().join(format!("keel-qemu-policy-{}", std::process::id()));
+            let out = train(&cfg, &dir, false, false).expect("training the test policy");
+            let blob = std::fs::read(&out.policy_path).expect("trained policy.keel");
+            let _ = std::fs::remove_dir_all(&dir);
+            blob
+        }
+    })
+    .clone()
 }
 
 /// Writes `blob` to a file, boots the firmware with it in the policy region, parses the log.
