@@ -6,8 +6,8 @@
 //! boots it in `qemu-system-arm` and decodes its log with `defmt-print`. Without QEMU, defmt-print
 //! or the thumbv7em target this test is skipped with the reason, or fails when `CI` is set.
 //!
-//! The policy is trained by keel-trainer in the test (short SAC run); set `KEEL_QEMU_POLICY=path/to/policy.keel` to
-//! run a trained pendulum policy instead.
+//! The policy is trained by keel-trainer in the test (a short SAC run); set
+//! `KEEL_QEMU_POLICY=path/to/policy.keel` to flash another trained pendulum policy instead.
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;

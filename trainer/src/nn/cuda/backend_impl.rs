@@ -57,8 +57,9 @@ impl Backend for CudaBackend {
             return;
         }
         let view = src.slice(offset..offset + dst.len());
-        // Synchronous: returns once `dst` holds the data.
         ok(self.inner.stream.memcpy_dtoh(&view, dst), "download");
+        // A copy to pageable memory already returns once done; cudarc does not promise it.
+        self.synchronize();
     }
 
     fn copy(
@@ -329,7 +330,7 @@ impl Backend for CudaBackend {
         b.arg(&view).arg(&n_ll).arg(&mut partials);
         // SAFETY: reads n floats of view, writes partials[blockIdx.x] < blocks.
         ok(unsafe { b.launch(cfg) }, "keel_sum_squares");
-        let host = ok(self.inner.stream.clone_dtoh(&partials), "download");
+        let host = self.download_all(&partials);
         host.iter().map(|&s| f64::from(s)).sum::<f64>() as f32
     }
 
@@ -407,7 +408,10 @@ impl Backend for CudaBackend {
         let st_v = state.slice(slot.offset..slot.offset + SpectralSlot::len(rows, cols));
         let mut out_v = grad.buf.slice_mut(grad.offset..grad.offset + rows * cols);
         let (rows_i, cols_i) = (int(rows), int(cols));
-        let mut b = self.inner.stream.launch_builder(&self.k().spectral_backward);
+        let mut b = self
+            .inner
+            .stream
+            .launch_builder(&self.k().spectral_backward);
         b.arg(&g_v)
             .arg(&w_v)
             .arg(&st_v)

@@ -58,7 +58,7 @@ fn options(name: &str) -> CompileOptions {
 }
 
 /// PTX of every module, compiled on first use (NVRTC takes a noticeable fraction of a second).
-fn ptx() -> Result<&'static [Ptx], String> {
+pub(super) fn ptx() -> Result<&'static [Ptx], String> {
     static PTX: OnceLock<Result<Vec<Ptx>, String>> = OnceLock::new();
     PTX.get_or_init(|| {
         MODULES

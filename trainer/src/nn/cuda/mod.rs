@@ -266,7 +266,10 @@ impl CudaBackend {
         count: usize,
         dst: &mut CudaSlice<f32>,
     ) {
-        assert!(src.len() >= src_rows * row_len, "gather_rows: src too short");
+        assert!(
+            src.len() >= src_rows * row_len,
+            "gather_rows: src too short"
+        );
         assert!(idx.len() >= count, "gather_rows: idx too short");
         assert!(dst.len() >= count * row_len, "gather_rows: dst too short");
         if count == 0 || row_len == 0 {
@@ -277,7 +280,10 @@ impl CudaBackend {
         b.arg(src).arg(idx).arg(dst).arg(&count_ll).arg(&row_len_i);
         // SAFETY: dst holds count * row_len floats, idx count indices; reads of src are in
         // bounds for indices below src_rows (the caller's contract above).
-        ok(unsafe { b.launch(grid(count * row_len)) }, "keel_gather_rows");
+        ok(
+            unsafe { b.launch(grid(count * row_len)) },
+            "keel_gather_rows",
+        );
     }
 
     /// Uploads a host slice into a new device buffer (e.g. replay storage).
@@ -287,7 +293,9 @@ impl CudaBackend {
 
     /// Downloads a whole device buffer.
     pub fn download_all<T: cudarc::driver::DeviceRepr>(&self, src: &CudaSlice<T>) -> Vec<T> {
-        ok(self.inner.stream.clone_dtoh(src), "download")
+        let out = ok(self.inner.stream.clone_dtoh(src), "download");
+        self.synchronize();
+        out
     }
 }
 

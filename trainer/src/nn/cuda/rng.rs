@@ -80,8 +80,15 @@ mod tests {
         let z = normal_reference(7, 0, 100_001, 0.0, 1.0);
         let n = z.len() as f64;
         let mean = z.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = z.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
-        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        let var = z
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
         assert!(z.iter().all(|x| x.is_finite()));
     }
 

@@ -83,6 +83,21 @@ fn probe_never_panics_and_explains() {
     }
 }
 
+/// NVRTC needs no driver or GPU: wherever `libnvrtc.so` loads, every `.cu` must compile (this
+/// catches kernel syntax errors on machines without a device).
+#[test]
+fn kernels_compile_with_nvrtc() {
+    // SAFETY: only tries to dlopen the library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        println!("SKIPPED: kernels_compile_with_nvrtc: no NVRTC (libnvrtc.so not found)");
+        return;
+    }
+    let ptx = super::kernels::ptx().unwrap_or_else(|e| panic!("{e}"));
+    for p in ptx {
+        assert!(p.to_src().contains(".entry keel_"), "no kernel in PTX");
+    }
+}
+
 #[test]
 fn buffers_round_trip() {
     let Some(g) = gpu("buffers_round_trip") else {
@@ -110,13 +125,29 @@ fn buffers_round_trip() {
     assert_eq!(g.buf_len(&g.alloc(0)), 0);
 }
 
+/// `Mat::new(..)`, transposed when `t`.
+fn mat<T>(buf: &T, off: usize, rows: usize, cols: usize, t: bool) -> Mat<'_, T> {
+    let m = Mat::new(buf, off, rows, cols);
+    if t {
+        m.t()
+    } else {
+        m
+    }
+}
+
 #[test]
 fn gemm_matches_cpu() {
     let Some(g) = gpu("gemm_matches_cpu") else {
         return;
     };
     let mut r = rng(2);
-    for &(m, k, n) in &[(1, 1, 1), (7, 5, 3), (256, 64, 256), (33, 129, 17), (4, 0, 3)] {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (7, 5, 3),
+        (256, 64, 256),
+        (33, 129, 17),
+        (4, 0, 3),
+    ] {
         for ta in [false, true] {
             for tb in [false, true] {
                 for &(alpha, beta) in &[(1.0f32, 0.0f32), (0.5, 1.0), (-1.0, 0.25)] {
@@ -131,14 +162,6 @@ fn gemm_matches_cpu() {
                     }
                     let (ga, gb, mut gc) = (up(&g, &a), up(&g, &b), up(&g, &c));
                     let mut cc = c.clone();
-                    let mat = |buf, off, rows, cols, t| {
-                        let mm = Mat::new(buf, off, rows, cols);
-                        if t {
-                            mm.t()
-                        } else {
-                            mm
-                        }
-                    };
                     CpuBackend.gemm(
                         alpha,
                         mat(&a, oa, ar, ac, ta),
@@ -226,7 +249,8 @@ fn act_backward_matches_cpu() {
                 let d = random(&mut r, n, 1.0);
                 let gb0 = random(&mut r, cols + 2, 1.0);
                 let (mut cd, mut cgb) = (d.clone(), gb0.clone());
-                let (mut gd, gy, gp, mut ggb) = (up(&g, &d), up(&g, &y), up(&g, &pre), up(&g, &gb0));
+                let (mut gd, gy, gp, mut ggb) =
+                    (up(&g, &d), up(&g, &y), up(&g, &pre), up(&g, &gb0));
                 CpuBackend.act_backward(
                     &mut cd,
                     &y,
@@ -246,10 +270,20 @@ fn act_backward_matches_cpu() {
                     with_bias.then_some((&mut ggb, 2)),
                 );
                 let tol = if act == Activation::Silu { 1e-6 } else { 0.0 };
-                close(&format!("{act:?} backward {rows}x{cols}"), &down(&g, &gd), &cd, tol);
+                close(
+                    &format!("{act:?} backward {rows}x{cols}"),
+                    &down(&g, &gd),
+                    &cd,
+                    tol,
+                );
                 // Column sums in another order: relative to the sum of magnitudes.
                 let tol_b = 1e-6 * rows as f32;
-                close(&format!("{act:?} dbias {rows}x{cols}"), &down(&g, &ggb), &cgb, tol_b);
+                close(
+                    &format!("{act:?} dbias {rows}x{cols}"),
+                    &down(&g, &ggb),
+                    &cgb,
+                    tol_b,
+                );
             }
         }
     }
@@ -304,7 +338,10 @@ fn polyak_scale_sum_squares_match_cpu() {
             CpuBackend.sum_squares(&dst, range.clone()),
             g.sum_squares(&gd, range),
         );
-        assert!((c - d).abs() <= 1e-5 * c.abs(), "sum_squares n {n}: cpu {c} gpu {d}");
+        assert!(
+            (c - d).abs() <= 1e-5 * c.abs(),
+            "sum_squares n {n}: cpu {c} gpu {d}"
+        );
     }
 }
 
@@ -401,7 +438,8 @@ fn replay_sampling_matches_host_reference() {
     for round in 0..2u64 {
         g.uniform_indices(&mut rng_d, &mut idx, batch, filled);
         g.gather_rows(&src, rows, row_len, &idx, batch, &mut dst);
-        let want_idx = uniform_index_reference(9, round * (batch as u64).div_ceil(4), batch, filled);
+        let want_idx =
+            uniform_index_reference(9, round * (batch as u64).div_ceil(4), batch, filled);
         assert_eq!(g.download_all(&idx), want_idx);
         let want: Vec<f32> = want_idx
             .iter()
@@ -445,10 +483,20 @@ fn mlp_training_steps_match_cpu() {
             dev.zero_grad();
             cpu.backward(&dy, b, true);
             dev.backward(&dy, b, true);
-            close(&format!("{hidden:?} step {step} grads"), &dev.grads(), &cpu.grads(), 1e-4);
+            close(
+                &format!("{hidden:?} step {step} grads"),
+                &dev.grads(),
+                &cpu.grads(),
+                1e-4,
+            );
             oc.step(&mut cpu);
             og.step(&mut dev);
-            close(&format!("{hidden:?} step {step} params"), &dev.params(), &cpu.params(), 1e-4);
+            close(
+                &format!("{hidden:?} step {step} params"),
+                &dev.params(),
+                &cpu.params(),
+                1e-4,
+            );
         }
     }
 }
