@@ -8,7 +8,7 @@ mod rollout;
 
 pub use rollout::{rollout, RolloutScratch};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +34,6 @@ pub struct Mbpo {
     rng: Pcg64,
     env_steps: usize,
     trained: bool,
-    low: Vec<f32>,
-    high: Vec<f32>,
     robust_rows: usize,
 }
 
@@ -100,8 +98,6 @@ impl Mbpo {
             rng,
             env_steps: 0,
             trained: false,
-            low: env.action_low().to_vec(),
-            high: env.action_high().to_vec(),
             robust_rows: cfg.lipschitz.robust_rows,
         })
     }
@@ -141,13 +137,8 @@ impl Mbpo {
 
 impl Agent for Mbpo {
     fn explore(&mut self, obs: &[f32], action: &mut [f32]) {
-        if self.real.len() < self.cfg.init_steps {
-            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
-                *a = self.rng.random_range(*lo..*hi);
-            }
-        } else {
-            self.learner.sample_action(obs, action, &mut self.rng);
-        }
+        let warmup = self.real.len() < self.cfg.init_steps;
+        self.learner.explore(obs, action, warmup, &mut self.rng);
     }
 
     fn observe(

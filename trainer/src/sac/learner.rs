@@ -40,6 +40,9 @@ pub struct SacLearner {
     obs_dim: usize,
     act_dim: usize,
     head: SquashedGaussian,
+    /// The action box, for uniform exploration.
+    low: Vec<f32>,
+    high: Vec<f32>,
     actor: Mlp<CpuBackend>,
     actor_opt: Adam<CpuBackend>,
     q: [Mlp<CpuBackend>; 2],
@@ -146,6 +149,8 @@ impl SacLearner {
             obs_dim,
             act_dim,
             head: SquashedGaussian::new(low, high),
+            low: low.to_vec(),
+            high: high.to_vec(),
             actor,
             actor_opt,
             q,
@@ -238,6 +243,18 @@ impl SacLearner {
         }
         let raw = self.actor.predict(&self.one_obs, 1);
         self.head.sample(raw, &self.one_eps, action);
+    }
+
+    /// The action for the real env: uniform in the action box while `warmup` (before learning
+    /// starts), then sampled from the policy.
+    pub fn explore<R: Rng>(&mut self, obs: &[f32], action: &mut [f32], warmup: bool, rng: &mut R) {
+        if warmup {
+            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
+                *a = rng.random_range(*lo..*hi);
+            }
+        } else {
+            self.sample_action(obs, action, rng);
+        }
     }
 
     /// The deterministic action computed with the trainer's own networks (the exported policy

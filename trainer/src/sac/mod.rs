@@ -10,7 +10,7 @@ pub mod robust;
 pub use gaussian::SquashedGaussian;
 pub use learner::{SacLearner, UpdateStats};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +28,6 @@ pub struct Sac {
     rng: Pcg64,
     learning_starts: usize,
     updates_per_step: usize,
-    low: Vec<f32>,
-    high: Vec<f32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,8 +55,6 @@ impl Sac {
             rng,
             learning_starts: cfg.sac.learning_starts,
             updates_per_step: cfg.sac.updates_per_step,
-            low: env.action_low().to_vec(),
-            high: env.action_high().to_vec(),
         }
     }
 
@@ -79,13 +75,8 @@ impl Sac {
 
 impl Agent for Sac {
     fn explore(&mut self, obs: &[f32], action: &mut [f32]) {
-        if self.buffer.len() < self.learning_starts {
-            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
-                *a = self.rng.random_range(*lo..*hi);
-            }
-        } else {
-            self.learner.sample_action(obs, action, &mut self.rng);
-        }
+        let warmup = self.buffer.len() < self.learning_starts;
+        self.learner.explore(obs, action, warmup, &mut self.rng);
     }
 
     fn observe(
