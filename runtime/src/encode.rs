@@ -146,9 +146,11 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
         required: true,
         layers: spec.actor.iter().map(DenseSpec::to_raw).collect(),
     });
-    let mut networks = heapless::Vec::new();
+    let ser = |v: &dyn Fn() -> postcard::Result<Vec<u8>>| v().map_err(|_| EncodeError::Serialize);
+    // Each network and each of its layers is written as its own postcard blob (see NetworkHeader).
+    let mut network_blobs: Vec<Vec<u8>> = Vec::new();
     for net in actor.iter().chain(&spec.extra_networks) {
-        let mut layers = heapless::Vec::new();
+        let mut layer_blobs: Vec<Vec<u8>> = Vec::new();
         for l in &net.layers {
             let mut params = heapless::Vec::new();
             for p in &l.params {
@@ -163,8 +165,12 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
                 activation: l.activation,
                 params,
             };
+            layer_blobs.push(ser(&|| postcard::to_allocvec(&header))?);
+        }
+        let mut layers = heapless::Vec::new();
+        for b in &layer_blobs {
             layers
-                .push(header)
+                .push(b.as_slice())
                 .map_err(|_| EncodeError::TooMany("layers"))?;
         }
         let header = NetworkHeader {
@@ -172,10 +178,15 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
             required: net.required,
             layers,
         };
+        network_blobs.push(ser(&|| postcard::to_allocvec(&header))?);
+    }
+    let mut networks = heapless::Vec::new();
+    for b in &network_blobs {
         networks
-            .push(header)
+            .push(b.as_slice())
             .map_err(|_| EncodeError::TooMany("networks"))?;
     }
+    let data_words = u32::try_from(data.0.len() / 4).map_err(|_| EncodeError::TooLarge)?;
 
     let header = Header {
         meta: MetaHeader {
@@ -192,6 +203,7 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
         act_low,
         act_high,
         squash: spec.squash as u8,
+        data_words,
         networks,
     };
 

@@ -99,11 +99,15 @@ pub struct LayerHeader {
 }
 
 /// One network. A reader skips networks whose role it does not know unless `required` is set.
+/// Each layer is a nested postcard encoding of a [`LayerHeader`], so a reader decodes one small
+/// layer at a time (a microcontroller's stack never holds a whole table) and can skip a network
+/// without decoding its layers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkHeader {
+pub struct NetworkHeader<'a> {
     pub role: u8,
     pub required: bool,
-    pub layers: heapless::Vec<LayerHeader, MAX_LAYERS>,
+    #[serde(borrow)]
+    pub layers: heapless::Vec<&'a [u8], MAX_LAYERS>,
 }
 
 /// The postcard-encoded header that follows magic and version.
@@ -121,7 +125,80 @@ pub struct Header<'a> {
     pub act_low: TensorRef,
     pub act_high: TensorRef,
     pub squash: u8,
-    pub networks: heapless::Vec<NetworkHeader, MAX_NETWORKS>,
+    /// Length of the tensor data region in 4-byte words: with the header it gives the blob's
+    /// length, so a blob can be found in a larger flash region ([`blob_in_region`]).
+    pub data_words: u32,
+    /// Each network is a nested postcard encoding of a [`NetworkHeader`].
+    #[serde(borrow)]
+    pub networks: heapless::Vec<&'a [u8], MAX_NETWORKS>,
+}
+
+/// Decodes a nested postcard value that must fill `bytes` exactly.
+pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, crate::FormatError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        _ => Err(crate::FormatError::MalformedHeader),
+    }
+}
+
+/// Where the parts of a blob lie, from its prelude and header.
+pub(crate) struct Layout {
+    pub header_end: usize,
+    pub data_start: usize,
+    /// The whole blob's length, CRC included (may run past the bytes that were parsed).
+    pub total: usize,
+}
+
+/// Checks the prelude and decodes the header of the blob at the start of `bytes`.
+pub(crate) fn parse_prelude_and_header(
+    bytes: &[u8],
+) -> Result<(Header<'_>, Layout), crate::FormatError> {
+    use crate::FormatError;
+    let len = bytes.len();
+    let (magic, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(FormatError::TooShort { len })?;
+    if *magic != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let (version, body) = rest
+        .split_first_chunk::<2>()
+        .ok_or(FormatError::TooShort { len })?;
+    let found = u16::from_le_bytes(*version);
+    if found != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion {
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let (header, after) =
+        postcard::take_from_bytes::<Header<'_>>(body).map_err(|_| FormatError::MalformedHeader)?;
+    let header_end = len - after.len();
+    let data_start = align_up(header_end).ok_or(FormatError::BadPadding)?;
+    let total = (header.data_words as usize)
+        .checked_mul(4)
+        .and_then(|d| d.checked_add(data_start))
+        .and_then(|n| n.checked_add(CRC_LEN))
+        .ok_or(FormatError::TensorOutOfBounds)?;
+    Ok((
+        header,
+        Layout {
+            header_end,
+            data_start,
+            total,
+        },
+    ))
+}
+
+/// The `.keel` blob at the start of a larger `region` (a flash sector written with
+/// `probe-rs download`, or QEMU's loader), trimmed to its own length, which the header records.
+/// Only the prelude and header are read: validate the result with `Policy::from_bytes`. A blob
+/// claiming to run past the region is returned whole, so the runtime reports it as corrupt.
+pub fn blob_in_region(region: &[u8]) -> Result<&[u8], crate::FormatError> {
+    let (_, layout) = parse_prelude_and_header(region)?;
+    Ok(region.get(..layout.total).unwrap_or(region))
 }
 
 /// Rounds `n` up to a multiple of [`DATA_ALIGN`] (None on overflow).

@@ -2,8 +2,8 @@
 use crate::activation::Activation;
 use crate::error::{ActError, FormatError};
 use crate::format::{
-    align_up, layer_kind, role, Header, Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    PRELUDE_LEN,
+    decode_exact, layer_kind, parse_prelude_and_header, role, Header, LayerHeader, NetworkHeader,
+    Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS, PRELUDE_LEN,
 };
 use crate::linalg::{dense_accumulate, F32s};
 
@@ -44,12 +44,13 @@ pub struct Policy<'a, const W: usize = 64> {
     blob_len: usize,
 }
 
-/// Splits `bytes` into (prelude-checked body, data region) after checking magic, version and CRC.
+/// Checks prelude, CRC and padding; returns the header and the data region.
 fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
     let len = bytes.len();
     if len < PRELUDE_LEN + CRC_LEN {
         return Err(FormatError::TooShort { len });
     }
+    // Magic and version first, so a foreign or newer file is named as such.
     let (magic, rest) = bytes
         .split_first_chunk::<4>()
         .ok_or(FormatError::TooShort { len })?;
@@ -74,20 +75,19 @@ fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
     if stored != computed {
         return Err(FormatError::BadChecksum { stored, computed });
     }
-    let body = covered
-        .get(PRELUDE_LEN..)
-        .ok_or(FormatError::TooShort { len })?;
-    let (header, after) =
-        postcard::take_from_bytes::<Header<'_>>(body).map_err(|_| FormatError::MalformedHeader)?;
-    let header_end = covered.len() - after.len();
-    let data_start = align_up(header_end).ok_or(FormatError::BadPadding)?;
+    let (header, at) = parse_prelude_and_header(covered)?;
+    if at.total != len {
+        return Err(FormatError::TensorOutOfBounds);
+    }
     let pad = covered
-        .get(header_end..data_start)
+        .get(at.header_end..at.data_start)
         .ok_or(FormatError::BadPadding)?;
     if pad.iter().any(|&b| b != 0) {
         return Err(FormatError::BadPadding);
     }
-    let data = covered.get(data_start..).ok_or(FormatError::BadPadding)?;
+    let data = covered
+        .get(at.data_start..)
+        .ok_or(FormatError::BadPadding)?;
     Ok((header, data))
 }
 
@@ -154,7 +154,8 @@ impl<'a, const W: usize> Policy<'a, W> {
         }
 
         let mut actor = None;
-        for net in &h.networks {
+        for bytes in &h.networks {
+            let net: NetworkHeader<'_> = decode_exact(bytes)?;
             match net.role {
                 role::ACTOR if actor.is_none() => actor = Some(net),
                 role::ACTOR => return Err(FormatError::MalformedHeader),
@@ -169,7 +170,8 @@ impl<'a, const W: usize> Policy<'a, W> {
 
         let mut layers = heapless::Vec::new();
         let mut width = obs_dim;
-        for l in &actor.layers {
+        for bytes in &actor.layers {
+            let l: LayerHeader = decode_exact(bytes)?;
             if l.kind != layer_kind::DENSE_F32 {
                 return Err(FormatError::UnsupportedLayerKind { kind: l.kind });
             }

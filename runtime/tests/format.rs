@@ -129,7 +129,7 @@ fn blob_size_bound_for_default_pendulum_actor() {
     let mut spec = PolicySpec::example(3, &[64, 64], 1, 1);
     spec.obs_mean.clear();
     spec.obs_inv_std.clear();
-    spec.name = "pendulum-mbpo-seed12345-lipschitz".into();
+    spec.name = "pendulum-mbpo-seed0".into(); // `keel train`'s default run name
     spec.train_steps = 1_000_000;
     let blob = encode(&spec).unwrap();
     let params = 3 * 64 + 64 + 64 * 64 + 64 + 64 + 1;
