@@ -151,10 +151,9 @@ pub(crate) struct Layout {
     pub total: usize,
 }
 
-/// Checks the prelude and decodes the header of the blob at the start of `bytes`.
-pub(crate) fn parse_prelude_and_header(
-    bytes: &[u8],
-) -> Result<(Header<'_>, Layout), crate::FormatError> {
+/// Checks magic and version (before anything else is parsed, so a foreign or newer file is named
+/// as such) and returns the bytes after them.
+pub(crate) fn check_prelude(bytes: &[u8]) -> Result<&[u8], crate::FormatError> {
     use crate::FormatError;
     let len = bytes.len();
     let (magic, rest) = bytes
@@ -173,6 +172,16 @@ pub(crate) fn parse_prelude_and_header(
             supported: FORMAT_VERSION,
         });
     }
+    Ok(body)
+}
+
+/// Checks the prelude and decodes the header of the blob at the start of `bytes`.
+pub(crate) fn parse_prelude_and_header(
+    bytes: &[u8],
+) -> Result<(Header<'_>, Layout), crate::FormatError> {
+    use crate::FormatError;
+    let len = bytes.len();
+    let body = check_prelude(bytes)?;
     let (header, after) =
         postcard::take_from_bytes::<Header<'_>>(body).map_err(|_| FormatError::MalformedHeader)?;
     let header_end = len - after.len();

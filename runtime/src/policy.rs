@@ -2,8 +2,8 @@
 use crate::activation::Activation;
 use crate::error::{ActError, FormatError};
 use crate::format::{
-    decode_exact, layer_kind, parse_prelude_and_header, role, Header, LayerHeader, NetworkHeader,
-    Squash, CRC32, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS, PRELUDE_LEN,
+    check_prelude, decode_exact, layer_kind, parse_prelude_and_header, role, Header, LayerHeader,
+    NetworkHeader, Squash, CRC32, CRC_LEN, MAX_LAYERS, PRELUDE_LEN,
 };
 use crate::linalg::{dense_accumulate, F32s};
 
@@ -50,23 +50,7 @@ fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
     if len < PRELUDE_LEN + CRC_LEN {
         return Err(FormatError::TooShort { len });
     }
-    // Magic and version first, so a foreign or newer file is named as such.
-    let (magic, rest) = bytes
-        .split_first_chunk::<4>()
-        .ok_or(FormatError::TooShort { len })?;
-    if *magic != MAGIC {
-        return Err(FormatError::BadMagic);
-    }
-    let (version, _) = rest
-        .split_first_chunk::<2>()
-        .ok_or(FormatError::TooShort { len })?;
-    let found = u16::from_le_bytes(*version);
-    if found != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            found,
-            supported: FORMAT_VERSION,
-        });
-    }
+    check_prelude(bytes)?;
     let (covered, stored) = bytes
         .split_last_chunk::<4>()
         .ok_or(FormatError::TooShort { len })?;
