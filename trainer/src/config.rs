@@ -310,7 +310,9 @@ impl TrainConfig {
     /// Pendulum that solved as fast in env steps at a fifth of the time (docs/benchmarks.md).
     pub fn for_env_algo(env: &str, algo: Algo) -> Self {
         let (steps, eval_every) = match (env, algo) {
-            ("pendulum", Algo::Mbpo) => (1_500, 250),
+            // Most seeds solve Pendulum by 1,000-1,250 steps; the slowest of seeds 0-4 needed
+            // 2,250, and the default run should end solved.
+            ("pendulum", Algo::Mbpo) => (2_500, 250),
             ("pendulum", Algo::Sac) => (5_000, 500),
             ("mountaincar" | "cartpole-swingup", _) => (50_000, 5_000),
             _ => (30_000, 2_000),
