@@ -132,6 +132,13 @@ impl Sac {
 }
 
 fn sac(c: &mut Criterion) {
+    // KEEL_THREADS=2 splits large GEMMs across two cores (default: one).
+    if let Some(n) = std::env::var("KEEL_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        keel_trainer::nn::threads::set_threads(n);
+    }
     let mut g = c.benchmark_group("sac_update");
     for (name, sn, robust) in [("plain", false, false), ("robust_sn", true, true)] {
         let mut sac = Sac::new(sn);

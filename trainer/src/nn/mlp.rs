@@ -70,7 +70,7 @@ impl MlpConfig {
 /// A multi-layer perceptron with preallocated training and inference caches.
 ///
 /// Forward/backward/optimizer steps allocate nothing: every buffer is sized at construction
-/// for `max_batch` rows (`matrixmultiply` itself allocates a packing buffer per GEMM call).
+/// for `max_batch` rows (the `gemm` crate may allocate packing buffers inside a GEMM call).
 #[derive(Clone, Debug)]
 pub struct Mlp<B: Backend> {
     cfg: MlpConfig,

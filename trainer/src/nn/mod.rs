@@ -46,6 +46,7 @@ pub mod cuda;
 mod mlp;
 mod passes;
 mod spectral;
+pub mod threads;
 
 #[cfg(test)]
 mod tests_grad;

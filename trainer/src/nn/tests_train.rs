@@ -249,8 +249,8 @@ fn mlp_fits_a_small_regression() {
 
 /// Structural no-allocation check: after warm-up, a full update cycle (training forwards through
 /// two caches, backward passes, input gradients, Adam with clipping, Polyak, inference) leaves
-/// every buffer at the same address and capacity. (`matrixmultiply` allocates its packing
-/// buffer per call internally; nothing of ours does.)
+/// every buffer at the same address and capacity. (The `gemm` crate may allocate packing
+/// buffers inside a call; nothing of ours does.)
 #[test]
 fn update_loop_reuses_preallocated_buffers() {
     let mut net = small(&[4, 32, 32, 1], Activation::Relu, true, 40, 16);
