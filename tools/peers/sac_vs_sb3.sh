@@ -6,7 +6,8 @@
 #   tools/peers/sac_vs_sb3.sh [STEPS] [SEEDS...]
 #
 # Opt-in, never in CI: the first run creates tools/peers/.venv with stable-baselines3 and torch
-# (PyPI's torch is a ~3 GB download). Set KEEL_ONLY=1 to time Keel alone.
+# (PyPI's torch is a ~3 GB download). Set KEEL_ONLY=1 to time Keel alone. THREADS=N (default 1)
+# gives both systems N threads (Keel's --threads, torch.set_num_threads).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -32,7 +33,7 @@ TOML
 echo "system,env_step,wall_s,eval_mean,eval_std"
 for seed in "${seeds[@]}"; do
   out=$(mktemp -d)
-  "$root/target/release/keel" train --config "$cfg" --steps "$steps" --seed "$seed" --device cpu --out "$out" --quiet >/dev/null
+  "$root/target/release/keel" train --config "$cfg" --steps "$steps" --seed "$seed" --device cpu --threads "${THREADS:-1}" --out "$out" --quiet >/dev/null
   tail -n +2 "$out/metrics.csv" | awk -F, '{printf "keel,%s,%s,%s,%s\n", $1, $2, $3, $4}'
 done
 
@@ -42,6 +43,6 @@ if [[ -z ${KEEL_ONLY:-} ]]; then
     "$here/.venv/bin/pip" install -q "stable-baselines3==2.*" "gymnasium==1.*"
   fi
   for seed in "${seeds[@]}"; do
-    "$here/.venv/bin/python" "$here/sb3_sac_pendulum.py" --steps "$steps" --seed "$seed"
+    "$here/.venv/bin/python" "$here/sb3_sac_pendulum.py" --steps "$steps" --seed "$seed" --threads "${THREADS:-1}"
   done
 fi

@@ -33,8 +33,9 @@ def main():
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     env = gym.make("Pendulum-v1")
     eval_env = gym.make("Pendulum-v1")
     model = SAC("MlpPolicy", env, seed=a.seed, learning_starts=a.learning_starts, batch_size=256,

@@ -1,5 +1,5 @@
 //! The `keel` command line: argument parsing and the small commands (eval, export, inspect,
-//! env-trace). Training itself lives in [`crate::train`].
+//! env-trace). Training itself lives in [`crate::train`], benchmarking in [`crate::bench`].
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -51,6 +51,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark configurations x seeds x envs; writes results.md, results.csv and SVG plots.
+    Bench(BenchArgs),
     /// Replay a reference trace's actions through Keel's environment and print the same columns.
     EnvTrace {
         #[arg(long)]
@@ -94,6 +96,44 @@ pub struct TrainArgs {
     /// No progress bar or per-evaluation lines.
     #[arg(long)]
     pub quiet: bool,
+    /// CPU threads for large matrix products (default 1). Results are bit-identical for any
+    /// value; 2 or more pays off for wide networks (e.g. 2x256) on cores that share a cache.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+/// `keel bench`: see [`crate::bench`] for the per-env step budgets and thresholds.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Runs go to DIR/runs/<env>/<config>/seed<k>/; finished runs with the same \
+config are reused, so a killed bench resumes. Explicit flags override --quick's choices."
+)]
+pub struct BenchArgs {
+    /// Environments, comma-separated [default: pendulum,mountaincar,cartpole-swingup,fishery3].
+    #[arg(long, value_delimiter = ',', value_name = "ENVS")]
+    pub envs: Vec<String>,
+    /// Configurations, comma-separated: sac, mbpo-ensemble, mbpo-single-<none|sn|robust|sn+robust>
+    /// [default: all six].
+    #[arg(long, value_delimiter = ',', value_name = "CONFIGS")]
+    pub configs: Vec<String>,
+    /// Number of seeds, 0..N-1 [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "seed_list")]
+    pub seeds: Option<u64>,
+    /// Explicit seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "SEEDS")]
+    pub seed_list: Vec<u64>,
+    /// Env steps of every run (default: the per-env budget of each configuration).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: Option<u64>,
+    /// Trainings run at once, each on its own single-threaded thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A few minutes: pendulum, configs sac and mbpo-single-sn+robust, 2 seeds.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 impl TrainArgs {
@@ -116,23 +156,7 @@ impl TrainArgs {
         if let Some(d) = self.device {
             cfg.device = d;
         }
-        match self.model {
-            Some(ModelChoice::Ensemble) => {
-                cfg.mbpo.model = ModelConfig {
-                    hidden: cfg.mbpo.model.hidden.clone(),
-                    ..ModelConfig::default()
-                }
-                .mbpo_ensemble();
-            }
-            Some(ModelChoice::Single) => {
-                cfg.mbpo.model.ensemble_size = 1;
-                cfg.mbpo.model.elites = 1;
-            }
-            None => {}
-        }
-        if let Some(l) = self.lipschitz {
-            cfg.lipschitz.set_choice(l);
-        }
+        apply_variant(&mut cfg, self.model, self.lipschitz);
         cfg.validate().map_err(KeelError::usage)?;
         Ok(cfg)
     }
@@ -145,6 +169,32 @@ impl TrainArgs {
     }
 }
 
+/// Applies `--model` and `--lipschitz` to a config; `None` keeps what the config says. Shared by
+/// `keel train` and `keel bench`, so a bench configuration means exactly the same as the flags.
+pub fn apply_variant(
+    cfg: &mut TrainConfig,
+    model: Option<ModelChoice>,
+    lipschitz: Option<LipschitzChoice>,
+) {
+    match model {
+        Some(ModelChoice::Ensemble) => {
+            cfg.mbpo.model = ModelConfig {
+                hidden: cfg.mbpo.model.hidden.clone(),
+                ..ModelConfig::default()
+            }
+            .mbpo_ensemble();
+        }
+        Some(ModelChoice::Single) => {
+            cfg.mbpo.model.ensemble_size = 1;
+            cfg.mbpo.model.elites = 1;
+        }
+        None => {}
+    }
+    if let Some(l) = lipschitz {
+        cfg.lipschitz.set_choice(l);
+    }
+}
+
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, KeelError> {
     std::fs::read(path)
         .map_err(|e| KeelError::usage(format!("cannot read {what} {}: {e}", path.display())))
@@ -154,6 +204,7 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, KeelError> {
 pub fn run(cli: Cli) -> Result<(), KeelError> {
     match cli.command {
         Command::Train(args) => crate::train::train_cli(&args),
+        Command::Bench(args) => crate::bench::bench_cli(&args),
         Command::Eval {
             policy,
             env,

@@ -2,6 +2,7 @@
 //! plant (`env`) -> replay buffer (`replay`) -> dynamics model (`model`) -> model rollouts and
 //! MBPO (`mbpo`) -> SAC with the Lipschitz critic (`sac`, on `nn`) -> training loop (`train`) ->
 //! export (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod env;

@@ -137,6 +137,9 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
         let dir = args.out_dir(&cfg);
         (cfg, dir, false)
     };
+    if let Some(n) = args.threads {
+        crate::nn::threads::set_threads(n.into());
+    }
     let out = train(&cfg, &dir, resume, !args.quiet)?;
     println!(
         "policy: {}\nresult: {} after {} env steps: eval return {:.1} +- {:.1} over {} episodes",

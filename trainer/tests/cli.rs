@@ -280,3 +280,90 @@ fn env_trace_replays_reference() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn bench_writes_table_csv_and_plots_and_reuses_finished_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench");
+    // 300 steps is before SAC's 500 random warm-up steps end: no learning, one evaluation.
+    let args = [
+        "bench",
+        "--envs",
+        "pendulum",
+        "--configs",
+        "sac",
+        "--seed-list",
+        "0",
+        "--steps",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = keel(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pendulum sac seed0"), "{}", stderr(&o));
+    for f in [
+        "results.md",
+        "results.csv",
+        "pendulum_return.svg",
+        "pendulum_lipschitz.svg",
+        "pendulum_wall.svg",
+        "runs/pendulum/sac/seed0/policy.keel",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains("| sac | 1 |") && md.contains("--steps 300"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("pendulum,sac,0,ran,300,"),
+        "{csv}"
+    );
+
+    // A second bench finds the finished run and does not train again.
+    let o = keel(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("reused"), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.contains("pendulum,sac,0,reused,300,"), "{csv}");
+}
+
+#[test]
+fn bench_unknown_config_or_env_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench");
+    let o = keel(&[
+        "bench",
+        "--configs",
+        "sac,mbpo-single-nosuch",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("mbpo-single-nosuch") && e.contains("mbpo-single-sn+robust"),
+        "{e}"
+    );
+    assert!(!out.exists(), "no output directory for a failed start");
+    let o = keel(&[
+        "bench",
+        "--envs",
+        "nosuchenv",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nosuchenv") && stderr(&o).contains("pendulum"),
+        "{}",
+        stderr(&o)
+    );
+}
