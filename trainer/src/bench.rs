@@ -148,6 +148,10 @@ pub fn run_config(
         Algo::Sac => b.sac_steps,
         Algo::Mbpo => b.mbpo_steps,
     });
+    // A shortened budget still gets a curve: at least 6 evaluations (the defaults give
+    // pendulum 6 and more).
+    cfg.eval_every = cfg.eval_every.min((cfg.steps / 6).max(1));
+    cfg.checkpoint_every = cfg.checkpoint_every.min(cfg.eval_every);
     cfg.validate().map_err(KeelError::usage)?;
     Ok(cfg)
 }
