@@ -154,6 +154,27 @@ impl SpectralSlot {
     pub fn sigma(&self) -> usize {
         self.offset + self.rows + self.cols
     }
+
+    /// The operand checks every backend's `spectral_backward` makes: `g`, `W_sn` and the
+    /// gradient are all this layer's `rows x cols`, stored untransposed.
+    pub fn check_backward_operands<T>(
+        &self,
+        g: &Mat<'_, T>,
+        w_sn: &Mat<'_, T>,
+        grad: &MatMut<'_, T>,
+    ) {
+        let shape = (self.rows, self.cols);
+        assert!(
+            !g.trans && !w_sn.trans,
+            "spectral_backward: transposed operands"
+        );
+        assert!(
+            (g.rows, g.cols) == shape
+                && (w_sn.rows, w_sn.cols) == shape
+                && (grad.rows, grad.cols) == shape,
+            "spectral_backward: bad shapes"
+        );
+    }
 }
 
 /// The math a network needs, on some device. See the module documentation for the design.

@@ -479,16 +479,7 @@ impl Backend for CpuBackend {
         grad: MatMut<'_, Vec<f32>>,
     ) {
         let (rows, cols) = (slot.rows, slot.cols);
-        assert!(
-            !g.trans && !w_sn.trans,
-            "spectral_backward: transposed operands"
-        );
-        assert!(
-            (g.rows, g.cols) == (rows, cols)
-                && (w_sn.rows, w_sn.cols) == (rows, cols)
-                && (grad.rows, grad.cols) == (rows, cols),
-            "spectral_backward: bad shapes"
-        );
+        slot.check_backward_operands(&g, &w_sn, &grad);
         let g_s = mat_slice(&g);
         let s = dot(g_s, mat_slice(&w_sn));
         let u = &state[slot.u()];

@@ -393,16 +393,7 @@ impl Backend for CudaBackend {
         grad: MatMut<'_, CudaSlice<f32>>,
     ) {
         let (rows, cols) = (slot.rows, slot.cols);
-        assert!(
-            !g.trans && !w_sn.trans,
-            "spectral_backward: transposed operands"
-        );
-        assert!(
-            (g.rows, g.cols) == (rows, cols)
-                && (w_sn.rows, w_sn.cols) == (rows, cols)
-                && (grad.rows, grad.cols) == (rows, cols),
-            "spectral_backward: bad shapes"
-        );
+        slot.check_backward_operands(&g, &w_sn, &grad);
         let g_v = g.buf.slice(stored(&g));
         let w_v = w_sn.buf.slice(stored(&w_sn));
         let st_v = state.slice(slot.offset..slot.offset + SpectralSlot::len(rows, cols));
