@@ -155,6 +155,21 @@ impl SpectralSlot {
         self.offset + self.rows + self.cols
     }
 
+    /// The operand checks every backend's `spectral_step` makes: `W` (untransposed) and `W_sn`
+    /// are this layer's `rows x cols`.
+    pub fn check_step_operands<T>(&self, w: &Mat<'_, T>, w_sn: &MatMut<'_, T>) {
+        let shape = (self.rows, self.cols);
+        assert!(
+            !w.trans && (w.rows, w.cols) == shape,
+            "spectral_step: bad shapes"
+        );
+        assert_eq!(
+            (w_sn.rows, w_sn.cols),
+            shape,
+            "spectral_step: bad output shape"
+        );
+    }
+
     /// The operand checks every backend's `spectral_backward` makes: `g`, `W_sn` and the
     /// gradient are all this layer's `rows x cols`, stored untransposed.
     pub fn check_backward_operands<T>(

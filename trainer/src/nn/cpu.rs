@@ -427,16 +427,8 @@ impl Backend for CpuBackend {
         w_sn: MatMut<'_, Vec<f32>>,
         iterate: bool,
     ) {
+        slot.check_step_operands(&w, &w_sn);
         let (rows, cols) = (w.rows, w.cols);
-        assert!(
-            !w.trans && (slot.rows, slot.cols) == (rows, cols),
-            "spectral_step: bad shapes"
-        );
-        assert_eq!(
-            (w_sn.rows, w_sn.cols),
-            (rows, cols),
-            "spectral_step: bad output shape"
-        );
         let w_s = mat_slice(&w);
         let st = &mut state[slot.offset..slot.offset + SpectralSlot::len(rows, cols)];
         let (u, rest) = st.split_at_mut(rows);

@@ -355,16 +355,8 @@ impl Backend for CudaBackend {
         w_sn: MatMut<'_, CudaSlice<f32>>,
         iterate: bool,
     ) {
+        slot.check_step_operands(&w, &w_sn);
         let (rows, cols) = (w.rows, w.cols);
-        assert!(
-            !w.trans && (slot.rows, slot.cols) == (rows, cols),
-            "spectral_step: bad shapes"
-        );
-        assert_eq!(
-            (w_sn.rows, w_sn.cols),
-            (rows, cols),
-            "spectral_step: bad output shape"
-        );
         let w_v = w.buf.slice(stored(&w));
         let mut st_v = state.slice_mut(slot.offset..slot.offset + SpectralSlot::len(rows, cols));
         let mut out_v = w_sn.buf.slice_mut(w_sn.offset..w_sn.offset + rows * cols);
