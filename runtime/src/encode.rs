@@ -221,6 +221,16 @@ pub fn encode(spec: &PolicySpec) -> Result<Vec<u8>, EncodeError> {
 }
 
 impl PolicySpec {
+    /// The same policy with `activation` on every hidden layer (e.g. [`Activation::Relu`], what
+    /// the trainer's actors use).
+    pub fn with_hidden_activation(mut self, activation: Activation) -> Self {
+        let hidden = self.actor.len().saturating_sub(1);
+        for layer in self.actor.iter_mut().take(hidden) {
+            layer.activation = activation;
+        }
+        self
+    }
+
     /// A deterministic pseudo-random MLP policy (tanh hidden layers, weights ~ U(-1/sqrt(in),
     /// 1/sqrt(in))), for examples, tests and benchmarks. Pendulum-like bounds `[-2, 2]`.
     pub fn example(obs_dim: usize, hidden: &[usize], act_dim: usize, seed: u64) -> Self {

@@ -11,7 +11,7 @@
 //! The byte layout is specified in `FORMAT.md` next to this crate's manifest. The encoder that the
 //! trainer uses ([`encode`]) sits behind the `alloc` feature so the same types define both sides.
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
@@ -36,5 +36,5 @@ pub mod encode;
 pub use activation::{fast_tanh, Activation};
 pub use error::{ActError, FormatError};
 pub use format::{Squash, FORMAT_VERSION, MAGIC};
-pub use policy::{LayerInfo, Metadata, Policy};
+pub use policy::{LayerInfo, Metadata, Policy, Scratch};
 pub use safe::{Outcome, Reason, SafeController};

@@ -5,7 +5,7 @@ use crate::format::{
     check_prelude, decode_exact, layer_kind, parse_prelude_and_header, role, Header, LayerHeader,
     NetworkHeader, Squash, CRC32, CRC_LEN, MAX_LAYERS, PRELUDE_LEN,
 };
-use crate::linalg::{dense_accumulate, F32s};
+use crate::linalg::{dense, F32s};
 
 pub use crate::format::MetaHeader as Metadata;
 
@@ -73,6 +73,29 @@ fn check_container(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), FormatError> {
         .get(at.data_start..)
         .ok_or(FormatError::BadPadding)?;
     Ok((header, data))
+}
+
+/// Working memory of [`Policy::act_with`]: two buffers of `W` floats that the layers use in turn.
+/// [`Policy::act`] makes (and zeroes) one per call; a control loop that keeps one alive skips
+/// that (about 200 instructions per call on a Cortex-M4F for `W` = 64).
+#[derive(Clone, Debug)]
+pub struct Scratch<const W: usize = 64> {
+    bufs: [[f32; W]; 2],
+}
+
+impl<const W: usize> Scratch<W> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        Self {
+            bufs: [[0.0; W]; 2],
+        }
+    }
+}
+
+impl<const W: usize> Default for Scratch<W> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Resolves a tensor reference of exactly `n` f32 values, all finite.
@@ -208,7 +231,19 @@ impl<'a, const W: usize> Policy<'a, W> {
     ///
     /// Normalises the observation, runs the MLP, squashes and scales to the action bounds.
     /// On error `action` is left untouched, so a caller never sees a partial or NaN command.
+    /// Makes its working memory on the stack; [`Policy::act_with`] reuses the caller's.
     pub fn act(&self, obs: &[f32], action: &mut [f32]) -> Result<(), ActError> {
+        self.act_with(obs, action, &mut Scratch::new())
+    }
+
+    /// [`Policy::act`] with the caller's working memory, which a control loop can keep across
+    /// calls. The result does not depend on what `scratch` holds.
+    pub fn act_with(
+        &self,
+        obs: &[f32],
+        action: &mut [f32],
+        scratch: &mut Scratch<W>,
+    ) -> Result<(), ActError> {
         let (obs_dim, act_dim) = (self.obs_dim(), self.act_dim());
         if obs.len() != obs_dim {
             return Err(ActError::Dim {
@@ -226,54 +261,67 @@ impl<'a, const W: usize> Policy<'a, W> {
             return Err(ActError::NonFinite { index });
         }
 
-        let mut x: heapless::Vec<f32, W> = heapless::Vec::new();
-        let mut y: heapless::Vec<f32, W> = heapless::Vec::new();
+        // Two buffers, used in turn as a layer's input and output (swapping the references, not
+        // the 2 x W floats). Every layer writes all of its outputs before they are read.
+        let [xa, ya] = &mut scratch.bufs;
+        let (mut x, mut y) = (xa, ya);
         let clip = if self.obs_clip > 0.0 {
             self.obs_clip
         } else {
             f32::INFINITY
         };
-        // Capacity was checked at load; a failed push would only shorten x, which `dense` then
-        // reports as a shape error below.
         match &self.obs_norm {
-            Some((mean, inv_std)) => {
-                for ((o, m), s) in obs.iter().zip(mean.iter()).zip(inv_std.iter()) {
-                    let _ = x.push(((o - m) * s).clamp(-clip, clip));
+            // The usual case (an aligned blob), without decoding iterators.
+            Some((F32s::Native(mean), F32s::Native(inv_std))) => {
+                let norm = mean.iter().zip(*inv_std);
+                for ((xi, o), (m, s)) in x.iter_mut().zip(obs).zip(norm) {
+                    *xi = ((o - m) * s).clamp(-clip, clip);
                 }
             }
-            None => obs.iter().for_each(|o| {
-                let _ = x.push(o.clamp(-clip, clip));
-            }),
-        }
-        for layer in &self.layers {
-            // y starts as the bias (no zero fill), then accumulates W x.
-            y.clear();
-            for b in layer.bias.iter() {
-                let _ = y.push(b);
+            Some((mean, inv_std)) => {
+                let norm = mean.iter().zip(inv_std.iter());
+                for ((xi, o), (m, s)) in x.iter_mut().zip(obs).zip(norm) {
+                    *xi = ((o - m) * s).clamp(-clip, clip);
+                }
             }
-            if x.len() != layer.in_dim
-                || y.len() != layer.out_dim
-                || !dense_accumulate(layer.weight, &x, &mut y)
+            None => {
+                for (xi, o) in x.iter_mut().zip(obs) {
+                    *xi = o.clamp(-clip, clip);
+                }
+            }
+        }
+        let mut width = obs_dim;
+        for layer in &self.layers {
+            // Widths were checked against W and each other at load; `get` keeps that unpanicking.
+            let (Some(input), Some(output)) = (x.get(..width), y.get_mut(..layer.out_dim)) else {
+                return Err(ActError::Dim {
+                    expected: layer.in_dim,
+                    found: width,
+                });
+            };
+            if width != layer.in_dim
+                || !dense(layer.weight, layer.bias, layer.activation, input, output)
             {
                 return Err(ActError::Dim {
                     expected: layer.in_dim,
-                    found: x.len(),
+                    found: width,
                 });
             }
-            layer.activation.apply_slice(&mut y);
+            width = layer.out_dim;
             core::mem::swap(&mut x, &mut y);
         }
-        if x.len() != act_dim {
+        let out = x.get(..width).unwrap_or_default();
+        if width != act_dim {
             return Err(ActError::Dim {
                 expected: act_dim,
-                found: x.len(),
+                found: width,
             });
         }
-        if x.iter().any(|v| !v.is_finite()) {
+        if out.iter().any(|v| !v.is_finite()) {
             return Err(ActError::NonFiniteOutput);
         }
         let bounds = self.act_low.iter().zip(self.act_high.iter());
-        for ((a, u), (lo, hi)) in action.iter_mut().zip(x.iter()).zip(bounds) {
+        for ((a, u), (lo, hi)) in action.iter_mut().zip(out).zip(bounds) {
             let t = match self.squash {
                 Squash::Tanh => libm::tanhf(*u),
                 Squash::Clip => u.clamp(-1.0, 1.0),

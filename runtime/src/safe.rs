@@ -1,6 +1,6 @@
 //! A controller that always produces a finite, in-bounds command.
 use crate::error::{ActError, FormatError};
-use crate::policy::Policy;
+use crate::policy::{Policy, Scratch};
 
 /// Why [`SafeController::act`] used the fallback action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,13 @@ impl<'a, const W: usize> SafeController<'a, W> {
 
     /// Writes the policy's action, or the fallback action (as much of it as fits) and the reason.
     pub fn act(&self, obs: &[f32], action: &mut [f32]) -> Outcome {
+        self.act_with(obs, action, &mut Scratch::new())
+    }
+
+    /// [`SafeController::act`] with the caller's working memory (see [`Policy::act_with`]).
+    pub fn act_with(&self, obs: &[f32], action: &mut [f32], scratch: &mut Scratch<W>) -> Outcome {
         let reason = match &self.policy {
-            Ok(p) => match p.act(obs, action) {
+            Ok(p) => match p.act_with(obs, action, scratch) {
                 Ok(()) => return Outcome::Policy,
                 Err(e) => Reason::Act(e),
             },

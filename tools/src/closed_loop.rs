@@ -12,7 +12,7 @@
 //! ```
 use keel_runtime::encode::{encode, PolicySpec};
 use keel_runtime::plants::pendulum::{LibmTrig, PendulumState, MAX_EPISODE_STEPS};
-use keel_runtime::{Outcome, SafeController};
+use keel_runtime::{Activation, Outcome, SafeController};
 
 use crate::{Error, Result};
 
@@ -23,10 +23,11 @@ pub const CAPACITY: usize = 64;
 /// Seed of the example policy that stands in for a trained one.
 pub const EXAMPLE_SEED: u64 = 7;
 
-/// A deterministic pendulum-shaped 3-64-64-1 policy blob (fast-tanh hidden layers).
-pub fn example_policy() -> Result<Vec<u8>> {
-    encode(&PolicySpec::example(3, &[64, 64], 1, EXAMPLE_SEED))
-        .map_err(|e| Error::ctx("encoding the example policy", e))
+/// A deterministic pendulum-shaped 3-64-64-1 policy blob with `hidden` activations (the trainer
+/// exports [`Activation::Relu`]; `FastTanh` is the runtime's other cheap one).
+pub fn example_policy(hidden: Activation) -> Result<Vec<u8>> {
+    let spec = PolicySpec::example(3, &[64, 64], 1, EXAMPLE_SEED).with_hidden_activation(hidden);
+    encode(&spec).map_err(|e| Error::ctx("encoding the example policy", e))
 }
 
 /// One closed-loop episode.

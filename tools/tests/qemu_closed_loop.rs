@@ -182,3 +182,40 @@ fn empty_region_reads_as_no_policy() {
     assert_eq!(code, Some(2), "{raw}");
     assert_eq!(device.rejected.as_deref(), Some("BadMagic"), "{raw}");
 }
+
+/// Policies shaped to reach every path of the device's dense kernels (assembly on the M4F, plain
+/// Rust on the host): inputs of 1, 2, 3 and 4 (one load per block), 8 + 5 and 9 (eight-column
+/// loop and column tail), tail-only widths of 6 and 8; 4-row blocks with leftover rows; ReLU,
+/// identity, fast-tanh and tanh layers. Host and device must agree to the bit.
+#[test]
+fn device_kernels_match_host_bit_for_bit_on_odd_shapes() {
+    use keel_runtime::encode::{encode, PolicySpec};
+    use keel_runtime::Activation::{FastTanh, Identity, Relu, Tanh};
+    if !prerequisites() {
+        return;
+    }
+    let shapes: [(&[usize], &[keel_runtime::Activation]); 2] = [
+        (&[13, 4, 8, 2, 4], &[Relu, Relu, Relu, Relu, Relu]),
+        (&[9, 6, 1, 8], &[Identity, FastTanh, Tanh, Relu]),
+    ];
+    for (i, (hidden, acts)) in shapes.into_iter().enumerate() {
+        let mut spec = PolicySpec::example(3, hidden, 1, 11 + i as u64);
+        for (layer, act) in spec.actor.iter_mut().zip(acts) {
+            layer.activation = *act;
+        }
+        let blob = encode(&spec).expect("encode");
+        let (device, code, raw) = run_on_device(&format!("shape{i}"), &blob);
+        assert_eq!(code, Some(0), "shape {hidden:?}: exit status\n{raw}");
+        let host = host_run(&blob, device.trace.start);
+        let diff = compare(&host, &device.trace).expect("comparable traces");
+        assert!(
+            diff.bit_exact,
+            "shape {hidden:?} {acts:?}: device and host differ: {diff:?}"
+        );
+        let (lo, hi) = host
+            .actions
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), a| (l.min(*a), h.max(*a)));
+        assert!(hi - lo > 1e-3, "shape {hidden:?}: constant output");
+    }
+}

@@ -19,7 +19,7 @@ use cortex_m_rt::entry;
 use defmt::{info, println, warn};
 use defmt_semihosting as _;
 use keel_runtime::plants::pendulum::{LibmTrig, PendulumState, MAX_EPISODE_STEPS};
-use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController};
+use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController, Scratch};
 
 /// Motor off: the command while no valid policy is present.
 const FALLBACK: [f32; 1] = [0.0];
@@ -38,7 +38,7 @@ const POLICY_OFFSET: usize = if cfg!(feature = "unaligned-policy") {
     0
 };
 
-/// Widest layer this firmware accepts; also sizes `act`'s two stack buffers (2 x 4 x W bytes).
+/// Widest layer this firmware accepts; also sizes `act`'s two buffers (2 x 4 x W bytes).
 const CAPACITY: usize = 64;
 
 const EXIT_POLICY: i32 = 0;
@@ -62,10 +62,12 @@ fn main() -> ! {
     let (mut ret, mut action_sum, mut fnv) = (0.0f64, 0.0f64, FNV_OFFSET);
     let mut fallback_steps = 0u32;
     let mut action = [0.0f32; 1];
+    // The policy's working memory, kept across steps (zeroed once, not on every `act`).
+    let mut scratch = Scratch::<CAPACITY>::new();
     for step in 0..MAX_EPISODE_STEPS {
         let obs = observe(&state);
         keel_cost_begin();
-        let outcome = controller.act(&obs, &mut action);
+        let outcome = controller.act_with(&obs, &mut action, &mut scratch);
         keel_cost_end();
         if let Outcome::Fallback(reason) = outcome {
             fallback_steps += 1;

@@ -22,7 +22,7 @@ use embedded_hal::digital::{OutputPin, PinState};
 use embedded_hal::pwm::SetDutyCycle;
 use embedded_hal::spi::{SpiDevice, MODE_1};
 use embedded_hal_bus::spi::ExclusiveDevice;
-use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController};
+use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController, Scratch};
 use panic_probe as _;
 use stm32f4xx_hal::{pac, prelude::*, rcc::Config};
 
@@ -35,7 +35,7 @@ const MAX_TORQUE: f32 = 2.0;
 const UPRIGHT_OFFSET: f32 = 0.0;
 /// Motor off: the command while there is no valid policy or no valid reading.
 const FALLBACK: [f32; 1] = [0.0];
-/// Widest layer this firmware accepts; sizes `act`'s stack buffers (2 x 4 x W bytes).
+/// Widest layer this firmware accepts; sizes `act`'s two buffers (2 x 4 x W bytes).
 const CAPACITY: usize = 64;
 const SYSCLK_MHZ: u32 = 100;
 
@@ -84,6 +84,8 @@ fn main() -> ! {
 
     let mut previous: Option<f32> = None;
     let mut stats = Stats::default();
+    // The policy's working memory, kept across ticks (zeroed once, not on every `act`).
+    let mut scratch = Scratch::<CAPACITY>::new();
     loop {
         // Polling the update flag keeps the example free of interrupts; the wait is the slack.
         let _ = nb::block!(tick.wait());
@@ -97,7 +99,7 @@ fn main() -> ! {
                 previous = Some(th);
                 let obs = [libm::cosf(th), libm::sinf(th), thdot];
                 let start = DWT::cycle_count();
-                let outcome = controller.act(&obs, &mut action);
+                let outcome = controller.act_with(&obs, &mut action, &mut scratch);
                 cycles = DWT::cycle_count().wrapping_sub(start);
                 if let Outcome::Fallback(Reason::Act(e)) = outcome {
                     warn!("policy refused {}: motor off", e);

@@ -13,7 +13,9 @@
 //! * flash (whole image, and without the demo plant's f64 code), static RAM, and the stack's
 //!   high-water mark (whole run, and during `act`).
 //!
-//! The default policy is the example 3-64-64-1 (the stand-in for a trained one). Without
+//! The default policy is the example 3-64-64-1 with ReLU hidden layers (the stand-in for a
+//! trained one: the trainer's actors use ReLU); `--hidden fast-tanh` measures the other cheap
+//! activation. Without
 //! `--aligned-only` the firmware is measured twice: with the blob word-aligned (weights used in
 //! place) and one byte off (the runtime's byte-decoding path). Counts are exact and repeatable.
 //! Instructions are not cycles: an M4 with zero-wait-state memory takes roughly 1-2 cycles per
@@ -21,20 +23,24 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use keel_runtime::Activation;
 use keel_tools::closed_loop::example_policy;
 use keel_tools::cost::{measure, shape, work_dir, Measurement, Shape};
 use keel_tools::{prereq, qemu, Error, Result};
 
-const USAGE: &str = "usage: keel-cost [--policy FILE] [--aligned-only]";
+const USAGE: &str = "usage: keel-cost [--policy FILE | --hidden relu|fast-tanh] [--aligned-only]";
 
 struct Args {
     policy: Option<PathBuf>,
+    /// Hidden activation of the example policy (when no `--policy`).
+    hidden: Activation,
     aligned_only: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
     let mut args = Args {
         policy: None,
+        hidden: Activation::Relu,
         aligned_only: false,
     };
     let mut it = std::env::args().skip(1);
@@ -45,6 +51,17 @@ fn parse_args() -> Result<Option<Args>> {
                     .next()
                     .ok_or_else(|| Error(format!("--policy needs a file\n{USAGE}")))?;
                 args.policy = Some(PathBuf::from(p));
+            }
+            "--hidden" => {
+                args.hidden = match it.next().as_deref() {
+                    Some("relu") => Activation::Relu,
+                    Some("fast-tanh") => Activation::FastTanh,
+                    other => {
+                        return Err(Error(format!(
+                            "--hidden takes relu or fast-tanh, not {other:?}\n{USAGE}"
+                        )))
+                    }
+                }
             }
             "--aligned-only" => args.aligned_only = true,
             "-h" | "--help" => return Ok(None),
@@ -108,7 +125,7 @@ fn run(args: Args) -> Result<()> {
             p,
         ),
         None => {
-            let blob = example_policy()?;
+            let blob = example_policy(args.hidden)?;
             let p = work.join("example-policy.keel");
             std::fs::write(&p, &blob).map_err(|e| Error::ctx(p.display(), e))?;
             (blob, p)

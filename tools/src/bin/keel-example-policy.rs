@@ -1,4 +1,5 @@
-//! Writes the example 3-64-64-1 pendulum policy (the stand-in for a trained one) to a file:
+//! Writes the example 3-64-64-1 pendulum policy (the stand-in for a trained one: ReLU hidden
+//! layers like the trainer's actors) to a file:
 //!
 //! ```text
 //! cargo run -p keel-tools --release --bin keel-example-policy -- firmware-examples/qemu-m4/policy.keel
@@ -11,7 +12,7 @@ fn main() -> ExitCode {
         eprintln!("usage: keel-example-policy OUT.keel");
         return ExitCode::from(2);
     };
-    let blob = match keel_tools::closed_loop::example_policy() {
+    let blob = match keel_tools::closed_loop::example_policy(keel_runtime::Activation::Relu) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("keel-example-policy: {e}");
