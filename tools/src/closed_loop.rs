@@ -2,16 +2,16 @@
 //! the device's log of it.
 //!
 //! Both sides use `keel_runtime`'s `SafeController` and the shared plant
-//! (`keel_runtime::plants::pendulum` with `LibmTrig`), so they should agree to the last bit; the
+//! (`keel_runtime::plants::pendulum` in f32 with `F32Trig`), so they should agree to the last bit; the
 //! host test allows 1e-5. The log format is defined by `firmware-examples/qemu-m4/src/main.rs`:
 //!
 //! ```text
-//! start th 0x400.. thdot 0x000..                     (f64 bits of the initial state)
+//! start th 0x40400000 thdot 0x00000000               (f32 bits of the initial state)
 //! step 0 action -1.23 bits 0xbf9d70a4                (one line per step, f32 bits)
-//! summary steps 200 return -1234.5 bits 0xc0.. action_sum -3.1 fnv 0x1234abcd fallback_steps 0
+//! summary steps 200 return -1234.5 bits 0xc49a5000 action_sum -3.1 fnv 0x1234abcd fallback_steps 0
 //! ```
 use keel_runtime::encode::{encode, PolicySpec};
-use keel_runtime::plants::pendulum::{LibmTrig, PendulumState, MAX_EPISODE_STEPS};
+use keel_runtime::plants::pendulum::{F32Trig, PendulumState, MAX_EPISODE_STEPS};
 use keel_runtime::{Activation, Outcome, SafeController};
 
 use crate::{Error, Result};
@@ -33,17 +33,18 @@ pub fn example_policy(hidden: Activation) -> Result<Vec<u8>> {
 /// One closed-loop episode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
-    pub start: PendulumState,
+    /// The firmware's plant runs in f32 (its FPU's precision), and so does the host's copy.
+    pub start: PendulumState<f32>,
     pub actions: Vec<f32>,
-    /// Sum of rewards.
-    pub ret: f64,
+    /// Sum of rewards, accumulated in f32 step by step as on the device.
+    pub ret: f32,
     /// Steps on which the fallback action was used.
     pub fallback_steps: usize,
 }
 
 /// Runs the firmware's loop on the host: `MAX_EPISODE_STEPS` steps from `start`, every action
 /// from a `SafeController` over `blob` (the fallback if it is rejected).
-pub fn host_run(blob: &[u8], start: PendulumState) -> Trace {
+pub fn host_run(blob: &[u8], start: PendulumState<f32>) -> Trace {
     let controller = SafeController::<CAPACITY>::new(blob, &FALLBACK);
     let mut state = start;
     let mut trace = Trace {
@@ -54,12 +55,12 @@ pub fn host_run(blob: &[u8], start: PendulumState) -> Trace {
     };
     let mut action = [0.0f32; 1];
     for _ in 0..MAX_EPISODE_STEPS {
-        let obs = state.observation::<LibmTrig>();
+        let obs = state.observation::<F32Trig>();
         if let Outcome::Fallback(_) = controller.act(&obs, &mut action) {
             trace.fallback_steps += 1;
         }
         trace.actions.push(action[0]);
-        trace.ret += state.step::<LibmTrig>(action[0]);
+        trace.ret += state.step::<F32Trig>(action[0]);
     }
     trace
 }
@@ -122,8 +123,8 @@ pub fn parse_device_log(log: &str) -> Result<DeviceLog> {
         match words.as_slice() {
             ["start", ..] => {
                 start = Some(PendulumState {
-                    th: f64::from_bits(hex(line, "th", u64::from_str_radix)?),
-                    thdot: f64::from_bits(hex(line, "thdot", u64::from_str_radix)?),
+                    th: f32::from_bits(hex(line, "th", u32::from_str_radix)?),
+                    thdot: f32::from_bits(hex(line, "thdot", u32::from_str_radix)?),
                 })
             }
             ["step", ..] if field(line, "bits").is_some() => {
@@ -169,7 +170,7 @@ pub fn parse_device_log(log: &str) -> Result<DeviceLog> {
         trace: Trace {
             start,
             actions,
-            ret: f64::from_bits(hex(summary, "bits", u64::from_str_radix)?),
+            ret: f32::from_bits(hex(summary, "bits", u32::from_str_radix)?),
             fallback_steps: number(summary, "fallback_steps")?,
         },
         fnv,
@@ -211,7 +212,7 @@ pub fn compare(host: &Trace, device: &Trace) -> Result<Difference> {
         pairs.into_iter().all(|(h, d)| h.to_bits() == d.to_bits()) && host.ret == device.ret;
     Ok(Difference {
         max_action,
-        ret: (host.ret - device.ret).abs(),
+        ret: (f64::from(host.ret) - f64::from(device.ret)).abs(),
         bit_exact,
     })
 }
@@ -225,13 +226,13 @@ mod tests {
         let actions = [0.5f32, -1.25];
         let log = format!(
             "INFO  policy ok: example for pendulum, 4417 parameters, 17792 bytes, aligned: true\n\
-             start th 0x4008000000000000 thdot 0x0000000000000000\n\
+             start th 0x40400000 thdot 0x00000000\n\
              step 0 action 0.5 bits {:#010x}\n\
              step 1 action -1.25 bits {:#010x}\n\
-             summary steps 2 return -3.5 bits {:#018x} action_sum -0.75 fnv {:#010x} fallback_steps 0\n",
+             summary steps 2 return -3.5 bits {:#010x} action_sum -0.75 fnv {:#010x} fallback_steps 0\n",
             actions[0].to_bits(),
             actions[1].to_bits(),
-            (-3.5f64).to_bits(),
+            (-3.5f32).to_bits(),
             fnv1a(&actions)
         );
         let d = parse_device_log(&log).unwrap();

@@ -88,19 +88,23 @@ pub fn parse_plugin_report(text: &str) -> Result<PluginReport> {
     Ok(r)
 }
 
-/// Code of the demo's plant simulation, which a real deployment does not carry: its f64 physics
-/// needs libm's f64 sin/cos and soft-float f64 helpers (an M4F's FPU is single precision).
-/// Matched by symbol name; the plant's constant tables are not attributed.
+/// Code of the demo's plant simulation, which a real deployment does not carry: the pendulum's
+/// step and observation, the f32 `sin`/`cos`/`fmod` only it calls, and (if a firmware ran the
+/// plant in f64) libm's f64 functions and the soft-float f64 helpers (an M4F's FPU is single
+/// precision). Matched by symbol name; the plant's constant tables are not attributed.
 pub fn is_plant(name: &str) -> bool {
-    let f64_libm = name.starts_with("libm::")
-        && name
-            .rsplit("::")
-            .next()
-            .is_some_and(|f| !f.ends_with('f') && !f.contains("f32"));
+    let last = name.rsplit("::").next().unwrap_or(name);
+    let f64_libm = name.starts_with("libm::") && !last.ends_with('f') && !last.contains("f32");
+    let f32_trig = name.starts_with("libm::")
+        && matches!(
+            last,
+            "sinf" | "cosf" | "fmodf" | "k_sinf" | "k_cosf" | "rem_pio2f"
+        );
     name.contains("plants::")
         || name.starts_with("keel_qemu_m4::observe")
         || name.starts_with("keel_qemu_m4::plant_step")
         || f64_libm
+        || f32_trig
         || name.contains("compiler_builtins::float::")
         || name.starts_with("__aeabi_d")
         || matches!(name, "__aeabi_f2d" | "__aeabi_i2d" | "__aeabi_ui2d")
@@ -261,7 +265,9 @@ mod tests {
     }
 
     #[test]
-    fn plant_symbols_are_the_f64_ones() {
+    fn plant_symbols_are_the_plants_own() {
+        assert!(is_plant("libm::math::sinf::sinf"));
+        assert!(is_plant("libm::math::rem_pio2f::rem_pio2f"));
         assert!(is_plant("libm::math::rem_pio2::rem_pio2"));
         assert!(is_plant("libm::math::k_sin::k_sin"));
         assert!(is_plant("__aeabi_dadd"));

@@ -52,5 +52,10 @@ fn instruction_counts_are_exact_and_plausible() {
         a.mean()
     );
     assert!(a.sizes.flash > a.plant_flash && a.plant_flash > 0);
+    // The size targets for the whole QEMU firmware: <= 16 KB flash, <= 4 KB RAM besides
+    // the weights (static data plus the deepest stack).
+    assert!(a.sizes.flash <= 16 * 1024, "flash {} B", a.sizes.flash);
+    let ram = a.sizes.ram_static + a.stack_peak;
+    assert!(ram <= 4 * 1024, "RAM {ram} B");
     assert!(a.stack_peak >= a.stack_peak_act && a.stack_peak_act > 0);
 }

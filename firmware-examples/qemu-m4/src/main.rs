@@ -18,14 +18,14 @@ use cortex_m as _;
 use cortex_m_rt::entry;
 use defmt::{info, println, warn};
 use defmt_semihosting as _;
-use keel_runtime::plants::pendulum::{LibmTrig, PendulumState, MAX_EPISODE_STEPS};
+use keel_runtime::plants::pendulum::{F32Trig, PendulumState, MAX_EPISODE_STEPS};
 use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController, Scratch};
 
 /// Motor off: the command while no valid policy is present.
 const FALLBACK: [f32; 1] = [0.0];
 
 /// Hanging almost straight down at rest: the swing-up is the interesting part of the task.
-const START: PendulumState = PendulumState {
+const START: PendulumState<f32> = PendulumState {
     th: 3.0,
     thdot: 0.0,
 };
@@ -55,11 +55,11 @@ fn main() -> ! {
 
     let mut state = START;
     println!(
-        "start th {=u64:#018x} thdot {=u64:#018x}",
+        "start th {=u32:#010x} thdot {=u32:#010x}",
         state.th.to_bits(),
         state.thdot.to_bits()
     );
-    let (mut ret, mut action_sum, mut fnv) = (0.0f64, 0.0f64, FNV_OFFSET);
+    let (mut ret, mut action_sum, mut fnv) = (0.0f32, 0.0f32, FNV_OFFSET);
     let mut fallback_steps = 0u32;
     let mut action = [0.0f32; 1];
     // The policy's working memory, kept across steps (zeroed once, not on every `act`).
@@ -88,11 +88,11 @@ fn main() -> ! {
             a.to_bits()
         );
         ret += plant_step(&mut state, a);
-        action_sum += f64::from(a);
+        action_sum += a;
         fnv = fnv1a(fnv, a.to_bits());
     }
     println!(
-        "summary steps {=usize} return {=f64} bits {=u64:#018x} action_sum {=f64} fnv {=u32:#010x} fallback_steps {=u32}",
+        "summary steps {=usize} return {=f32} bits {=u32:#010x} action_sum {=f32} fnv {=u32:#010x} fallback_steps {=u32}",
         MAX_EPISODE_STEPS,
         ret,
         ret.to_bits(),
@@ -132,18 +132,19 @@ fn load() -> Result<Policy<'static, CAPACITY>, FormatError> {
     loaded
 }
 
-// The plant is the demo's stand-in for a real pendulum: f64 physics (soft-float on an M4F) and
-// libm's f64 sin/cos. Kept out of line so keel-cost's flash breakdown can tell it from the
-// controller that a real deployment carries.
+// The plant is the demo's stand-in for a real pendulum, in f32: the M4F's FPU is single
+// precision, and the trainer's f64 instance (gymnasium-exact) would pull in about 12 KB of
+// soft-float and f64 libm code. The host test runs the same f32 instance. Kept out of line so
+// keel-cost's flash breakdown can tell it from the controller that a real deployment carries.
 
 #[inline(never)]
-fn observe(state: &PendulumState) -> [f32; 3] {
-    state.observation::<LibmTrig>()
+fn observe(state: &PendulumState<f32>) -> [f32; 3] {
+    state.observation::<F32Trig>()
 }
 
 #[inline(never)]
-fn plant_step(state: &mut PendulumState, action: f32) -> f64 {
-    state.step::<LibmTrig>(action)
+fn plant_step(state: &mut PendulumState<f32>, action: f32) -> f32 {
+    state.step::<F32Trig>(action)
 }
 
 /// The reserved policy region from `memory.x` (from `POLICY_OFFSET` to its end).
@@ -162,6 +163,18 @@ fn policy_region() -> &'static [u8] {
         core::slice::from_raw_parts(start.add(POLICY_OFFSET), len - POLICY_OFFSET)
     }
 }
+
+/// The interrupt part of the vector table: the AN386's 32 lines (UARTs, timers, ...), all unused
+/// here, each to cortex-m-rt's `DefaultHandler`. Without a device crate cortex-m-rt would reserve
+/// the architecture's maximum of 240.
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+static __INTERRUPTS: [unsafe extern "C" fn(); 32] = {
+    extern "C" {
+        fn DefaultHandler();
+    }
+    [DefaultHandler; 32]
+};
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 

@@ -10,7 +10,7 @@
 //!
 //! * guest instructions per `act` over the firmware's 200 closed-loop calls (the marker overhead,
 //!   from an empty bracket, subtracted), per multiply-accumulate, and the functions they run in;
-//! * flash (whole image, and without the demo plant's f64 code), static RAM, and the stack's
+//! * flash (whole image, and without the demo plant's code), static RAM, and the stack's
 //!   high-water mark (whole run, and during `act`).
 //!
 //! The default policy is the example 3-64-64-1 with ReLU hidden layers (the stand-in for a
@@ -96,7 +96,7 @@ fn print(m: &Measurement, s: &Shape) {
         println!("    {count:>9.1}  {name}");
     }
     println!(
-        "  flash: {} B whole image; {} B without the demo plant's f64 code ({} B)",
+        "  flash: {} B whole image; {} B without the demo plant's code ({} B)",
         m.sizes.flash,
         m.sizes.flash.saturating_sub(m.plant_flash),
         m.plant_flash
