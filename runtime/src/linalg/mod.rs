@@ -132,10 +132,10 @@ pub(crate) fn dense(w: F32s<'_>, b: F32s<'_>, act: Activation, x: &[f32], y: &mu
         (F32s::Le(w), b) => {
             // Unaligned blob: decode each weight as it is used; same order of operations.
             for ((row, bias), out) in w.chunks_exact(4 * n_in).zip(b.iter()).zip(y) {
-                let acc = x
-                    .iter()
-                    .zip(row.as_chunks::<4>().0)
-                    .fold(bias, |acc, (xi, c)| acc + xi * f32::from_le_bytes(*c));
+                let mut acc = bias;
+                for (xi, c) in x.iter().zip(row.as_chunks::<4>().0) {
+                    acc += xi * f32::from_le_bytes(*c);
+                }
                 *out = act.apply(acc);
             }
         }
