@@ -56,6 +56,16 @@ impl<'a> F32s<'a> {
     }
 }
 
+/// The shapes `dense_blocks` needs (and the assembly's memory safety rests on): at least one
+/// input and one block, `w` exactly `bias.len()` blocks of four rows of `x.len()`, and `y` one
+/// `[f32; 4]` per block.
+#[inline]
+fn blocks_fit(x: &[f32], w: &[f32], bias: &[[f32; 4]], y: &[[f32; 4]]) -> bool {
+    let (n, blocks) = (x.len(), bias.len());
+    let whole = n.checked_mul(4).and_then(|r| r.checked_mul(blocks));
+    n > 0 && blocks > 0 && whole == Some(w.len()) && y.len() == blocks
+}
+
 /// For every block `i` of four rows and `r < 4`: `y[i][r] = f(bias[i][r] + sum_k x[k]
 /// w[(4 i + r) n + k])` with `n = x.len()`, each row's products added to its bias in input order,
 /// `f` the ReLU if `relu` and the identity otherwise. `false`, and `y` untouched, unless `w` is
@@ -70,11 +80,10 @@ fn dense_blocks_portable(
     y: &mut [[f32; 4]],
     relu: bool,
 ) -> bool {
-    let (n, blocks) = (x.len(), bias.len());
-    let whole = n.checked_mul(4).and_then(|r| r.checked_mul(blocks));
-    if n == 0 || blocks == 0 || whole != Some(w.len()) || y.len() != blocks {
+    if !blocks_fit(x, w, bias, y) {
         return false;
     }
+    let n = x.len();
     for ((out, b), blk) in y.iter_mut().zip(bias).zip(w.chunks_exact(4 * n)) {
         for ((o, bj), row) in out.iter_mut().zip(b).zip(blk.chunks_exact(n)) {
             let v = dot_row_portable(x, row, *bj);

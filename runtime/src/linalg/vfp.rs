@@ -16,10 +16,28 @@
 
 use core::arch::asm;
 
+/// Stores the accumulators s24-s27 to `{y}` (advancing it) through a ReLU on the bits, in core
+/// registers `{t0}`, `{t1}`: a set sign bit clears the word (+0.0). Eight instructions for four
+/// outputs, against sixteen for compare, FPSCR transfer and conditional move.
+macro_rules! relu_store_4 {
+    () => {
+        concat!(
+            "vmov {t0}, {t1}, s24, s25\n",
+            "bic {t0}, {t0}, {t0}, asr #31\n",
+            "bic {t1}, {t1}, {t1}, asr #31\n",
+            "strd {t0}, {t1}, [{y}], #8\n",
+            "vmov {t0}, {t1}, s26, s27\n",
+            "bic {t0}, {t0}, {t0}, asr #31\n",
+            "bic {t1}, {t1}, {t1}, asr #31\n",
+            "strd {t0}, {t1}, [{y}], #8",
+        )
+    };
+}
+
 /// The loop of [`dense_blocks`] with `$epilogue` (instructions storing s24-s27 to `{y}` and
 /// advancing it; `{t0}`, `{t1}` are free) after each block: one `asm!` per epilogue, one text.
 macro_rules! dense_blocks_asm {
-    ($x:expr, $n:expr, $w:expr, $bias:expr, $y:expr, $blocks:expr, $($epilogue:literal),+) => {
+    ($x:expr, $n:expr, $w:expr, $bias:expr, $y:expr, $blocks:expr, $epilogue:expr) => {
         asm!(
             "vpush {{s0-s27}}",
             "1:",
@@ -91,7 +109,7 @@ macro_rules! dense_blocks_asm {
             // Back to the start of x; the next block starts where row 3 ended.
             "sub {x}, {x}, {n}, lsl #2",
             "mov {p0}, {p3}",
-            $($epilogue,)+
+            $epilogue,
             "subs {blocks}, {blocks}, #1",
             "bne 1b",
             "vpop {{s0-s27}}",
@@ -123,14 +141,7 @@ macro_rules! small_relu_blocks_asm {
             "vldmia {bias}!, {{s24-s27}}",
             concat!("vldmia {w}!, {{", $wregs, "}}"),
             $($mla,)+
-            "vmov {t0}, {t1}, s24, s25",
-            "bic {t0}, {t0}, {t0}, asr #31",
-            "bic {t1}, {t1}, {t1}, asr #31",
-            "strd {t0}, {t1}, [{y}], #8",
-            "vmov {t0}, {t1}, s26, s27",
-            "bic {t0}, {t0}, {t0}, asr #31",
-            "bic {t1}, {t1}, {t1}, asr #31",
-            "strd {t0}, {t1}, [{y}], #8",
+            relu_store_4!(),
             "subs {blocks}, {blocks}, #1",
             "bne 1b",
             "vpop {{s0-s27}}",
@@ -159,11 +170,10 @@ pub(super) fn dense_blocks(
     y: &mut [[f32; 4]],
     relu: bool,
 ) -> bool {
-    let (n, blocks) = (x.len(), bias.len());
-    let whole = n.checked_mul(4).and_then(|r| r.checked_mul(blocks));
-    if n == 0 || blocks == 0 || whole != Some(w.len()) || y.len() != blocks {
+    if !super::blocks_fit(x, w, bias, y) {
         return false;
     }
+    let (n, blocks) = (x.len(), bias.len());
     // SAFETY: per block, the four row pointers (block start + r n, r < 4) each have n values
     // ahead of them inside `w` (exactly 4 n per block, `blocks` blocks), as does `x`. The two
     // inner loops run n / 8 and n % 8 times (a count of zero skips its loop) and read 8 and 1
@@ -254,7 +264,6 @@ pub(super) fn dense_blocks(
                 "vmla.f32 s27, s2, s22",
                 "vmla.f32 s27, s3, s23"
             ),
-            // ReLU on the bits, in core registers: a set sign bit clears the word (+0.0).
             _ if relu => dense_blocks_asm!(
                 x.as_ptr(),
                 n,
@@ -262,14 +271,7 @@ pub(super) fn dense_blocks(
                 bias.as_ptr(),
                 y.as_mut_ptr(),
                 blocks,
-                "vmov {t0}, {t1}, s24, s25",
-                "bic {t0}, {t0}, {t0}, asr #31",
-                "bic {t1}, {t1}, {t1}, asr #31",
-                "strd {t0}, {t1}, [{y}], #8",
-                "vmov {t0}, {t1}, s26, s27",
-                "bic {t0}, {t0}, {t0}, asr #31",
-                "bic {t1}, {t1}, {t1}, asr #31",
-                "strd {t0}, {t1}, [{y}], #8"
+                relu_store_4!()
             ),
             _ => dense_blocks_asm!(
                 x.as_ptr(),
