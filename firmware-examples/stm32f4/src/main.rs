@@ -22,6 +22,7 @@ use embedded_hal::digital::{OutputPin, PinState};
 use embedded_hal::pwm::SetDutyCycle;
 use embedded_hal::spi::{SpiDevice, MODE_1};
 use embedded_hal_bus::spi::ExclusiveDevice;
+use keel_runtime::plants::pendulum::{F32Trig, Trig};
 use keel_runtime::{FormatError, Outcome, Policy, Reason, SafeController, Scratch};
 use panic_probe as _;
 use stm32f4xx_hal::{pac, prelude::*, rcc::Config};
@@ -97,7 +98,7 @@ fn main() -> ! {
                 // The first tick has no previous angle: report zero velocity.
                 let thdot = previous.map_or(0.0, |p| wrap(th - p) / DT);
                 previous = Some(th);
-                let obs = [libm::cosf(th), libm::sinf(th), thdot];
+                let obs = [F32Trig::cos(th), F32Trig::sin(th), thdot];
                 let start = DWT::cycle_count();
                 let outcome = controller.act_with(&obs, &mut action, &mut scratch);
                 cycles = DWT::cycle_count().wrapping_sub(start);
