@@ -60,18 +60,8 @@ impl Activation {
             Self::FastTanh => [fast_tanh(a), fast_tanh(b), fast_tanh(c), fast_tanh(d)],
         }
     }
-
-    #[inline]
-    pub fn apply_slice(self, xs: &mut [f32]) {
-        match self {
-            Self::Identity => {}
-            _ => xs.iter_mut().for_each(|x| *x = self.apply(*x)),
-        }
-    }
 }
 
-/// Input magnitude beyond which [`fast_tanh`] saturates. Chosen by sweeping the clamp point
-/// to minimise the worst-case error of the rational below over all f32 inputs (7.1e-5).
 /// `max(x, 0)` on the bits: a set sign bit gives +0.0, anything else passes. Equal to the
 /// trainer's `x > 0 ? x : 0` for every non-NaN `x`; a NaN with a clear sign bit passes through
 /// (and then fails `act`'s output check) instead of becoming 0. On the bits because that is
@@ -83,6 +73,8 @@ pub(crate) fn relu(x: f32) -> f32 {
     f32::from_bits(b & !((b as i32 >> 31) as u32))
 }
 
+/// Input magnitude beyond which [`fast_tanh`] saturates. Chosen by sweeping the clamp point
+/// to minimise the worst-case error of the rational below over all f32 inputs (7.1e-5).
 const FAST_TANH_CLAMP: f32 = 4.785;
 
 /// tanh approximated by the (7, 6) Padé approximant of its continued fraction, on a clamped input.

@@ -293,15 +293,14 @@ impl<'a, const W: usize> Policy<'a, W> {
         let mut width = obs_dim;
         for layer in &self.layers {
             // Widths were checked against W and each other at load; `get` keeps that unpanicking.
-            let (Some(input), Some(output)) = (x.get(..width), y.get_mut(..layer.out_dim)) else {
-                return Err(ActError::Dim {
-                    expected: layer.in_dim,
-                    found: width,
-                });
+            let fits = match (x.get(..width), y.get_mut(..layer.out_dim)) {
+                (Some(input), Some(output)) => {
+                    width == layer.in_dim
+                        && dense(layer.weight, layer.bias, layer.activation, input, output)
+                }
+                _ => false,
             };
-            if width != layer.in_dim
-                || !dense(layer.weight, layer.bias, layer.activation, input, output)
-            {
+            if !fits {
                 return Err(ActError::Dim {
                     expected: layer.in_dim,
                     found: width,

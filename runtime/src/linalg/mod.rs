@@ -93,7 +93,8 @@ fn dense_blocks_portable(
     true
 }
 
-/// `acc + sum_k x[k] row[k]`, added in input order: one row of [`dot_rows4_portable`].
+/// `acc + sum_k x[k] row[k]`, added in input order: one row of [`dense_blocks_portable`], and
+/// the layer's last `out_dim % 4` rows.
 #[inline]
 fn dot_row_portable(x: &[f32], row: &[f32], mut acc: f32) -> f32 {
     for (xi, wi) in x.iter().zip(row) {
@@ -114,7 +115,7 @@ fn dot_row_portable(x: &[f32], row: &[f32], mut acc: f32) -> f32 {
 /// History, in QEMU instructions on the M4F (opt-level "s"): one 64x64 layer took 17,705 with
 /// nalgebra's `gemv_tr` and 15,785 with a plain Rust loop over four rows (LLVM computes every
 /// address and loads one value per instruction); the whole 3-64-64-1 `act` took 28,228 with that
-/// loop (fast-tanh example) and takes 6,421 with this kernel (ReLU; `keel-cost`).
+/// loop (fast-tanh example) and takes 6,425 with this kernel (ReLU; `keel-cost`).
 #[inline]
 pub(crate) fn dense(w: F32s<'_>, b: F32s<'_>, act: Activation, x: &[f32], y: &mut [f32]) -> bool {
     let (n_in, n_out) = (x.len(), y.len());
