@@ -1,13 +1,16 @@
-//! Timings of the nn core at SAC's sizes (2 x 256 hidden, batch 256), single-threaded.
+//! Timings of the nn core at SAC's sizes (2 x 256 hidden, batch 256).
 //!
 //! - `mlp_fwd_bwd_adam/*`: one training step of one network (forward, backward, Adam).
-//! - `sac_update/*`: the network work of one SAC update on Pendulum shapes (obs 3, action 1):
-//!   target actor + 2 target critics (inference), 2 critic steps, actor forward/backward through
-//!   both critics' input gradients, actor step, 2 Polyak updates. `robust_sn` adds spectral
-//!   norm on the critics and the robust loss's extra FGSM pass and second batch.
+//! - `sac_update/*`: one `SacLearner::update` at SB3's sizes on Pendulum shapes (obs 3,
+//!   action 1): targets, both critic steps, the actor and temperature steps, Polyak updates.
+//!   `robust_sn` adds spectral norm on the critics and the robust term on 32 rows (MBPO's
+//!   defaults). `KEEL_THREADS=2` gives it two threads.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keel_trainer::nn::{Activation, Adam, AdamConfig, Backprop, CpuBackend, Mlp, MlpConfig};
+use keel_trainer::config::{LipschitzChoice, LipschitzConfig, SacConfig};
+use keel_trainer::nn::{Activation, Adam, AdamConfig, CpuBackend, Mlp, MlpConfig};
+use keel_trainer::replay::Batch;
+use keel_trainer::sac::SacLearner;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::hint::black_box;
@@ -54,80 +57,53 @@ fn single(c: &mut Criterion) {
     g.finish();
 }
 
+/// A `SacLearner` at SB3's sizes on Pendulum shapes with a fixed random batch.
 struct Sac {
-    actor: Mlp<CpuBackend>,
-    q: [Mlp<CpuBackend>; 2],
-    q_targ: [Mlp<CpuBackend>; 2],
-    actor_opt: Adam<CpuBackend>,
-    q_opt: [Adam<CpuBackend>; 2],
-    s: Vec<f32>,
-    sa: Vec<f32>,
-    dy: Vec<f32>,
-    caches: [keel_trainer::nn::ForwardCache<CpuBackend>; 2],
+    learner: SacLearner,
+    batch: Batch,
+    rng: Pcg64,
+    robust_rows: std::ops::Range<usize>,
 }
 
 impl Sac {
-    fn new(sn: bool) -> Self {
+    fn new(sn_robust: bool) -> Self {
         let mut rng = Pcg64::seed_from_u64(1);
-        let actor = mlp(&[3, 256, 256, 2], false, &mut rng);
-        let q = [
-            mlp(&[4, 256, 256, 1], sn, &mut rng),
-            mlp(&[4, 256, 256, 1], sn, &mut rng),
-        ];
-        let q_targ = q.clone();
-        let caches = [q[0].new_cache(B), q[0].new_cache(B)];
+        let cfg = SacConfig {
+            actor_hidden: vec![256, 256],
+            critic_hidden: vec![256, 256],
+            batch_size: B,
+            ..SacConfig::for_env("pendulum")
+        };
+        let mut lip = LipschitzConfig::default();
+        lip.set_choice(if sn_robust {
+            LipschitzChoice::SnRobust
+        } else {
+            LipschitzChoice::None
+        });
+        let learner = SacLearner::new(&cfg, &lip, 3, &[-2.0], &[2.0], &mut rng);
+        let mut batch = Batch::new(B, 3, 1);
+        batch.obs = random(&mut rng, B * 3);
+        batch.act = random(&mut rng, B);
+        batch.rew = random(&mut rng, B);
+        batch.next_obs = random(&mut rng, B * 3);
+        batch.done = vec![0.0; B];
+        // MBPO's default: the robust term on 32 model rows of the batch.
+        let robust_rows = if sn_robust {
+            B - lip.robust_rows..B
+        } else {
+            0..0
+        };
         Self {
-            actor_opt: Adam::new(&actor, AdamConfig::default()),
-            q_opt: [
-                Adam::new(&q[0], AdamConfig::default()),
-                Adam::new(&q[1], AdamConfig::default()),
-            ],
-            actor,
-            q,
-            q_targ,
-            s: random(&mut rng, B * 3),
-            sa: random(&mut rng, B * 4),
-            dy: random(&mut rng, B * 4),
-            caches,
+            learner,
+            batch,
+            rng,
+            robust_rows,
         }
     }
 
-    fn update(&mut self, robust: bool) {
-        let dq = &self.dy[..B];
-        // Targets: next actions from the actor, then both target critics.
-        black_box(self.actor.predict(&self.s, B));
-        for t in &mut self.q_targ {
-            black_box(t.predict(&self.sa, B));
-        }
-        // Critic steps.
-        for (q, opt) in self.q.iter_mut().zip(&mut self.q_opt) {
-            q.zero_grad();
-            if robust {
-                q.forward(&self.sa, B);
-                black_box(q.input_grad_only(dq, B));
-                let [c0, c1] = &mut self.caches;
-                q.forward_with(c0, &self.sa, B);
-                q.forward_with(c1, &self.dy, B);
-                q.backward_with(c0, dq, B, Backprop::Params);
-                q.backward_with(c1, dq, B, Backprop::Params);
-            } else {
-                q.forward(&self.sa, B);
-                q.backward(dq, B, false);
-            }
-            opt.step(q);
-        }
-        // Actor step through dQ/da of both critics.
-        self.actor.forward(&self.s, B);
-        for q in &mut self.q {
-            q.forward(&self.sa, B);
-            black_box(q.input_grad_only(dq, B));
-        }
-        self.actor.zero_grad();
-        self.actor.backward(&self.dy[..2 * B], B, false);
-        self.actor_opt.step(&mut self.actor);
-        for (t, q) in self.q_targ.iter_mut().zip(&self.q) {
-            t.polyak_from(q, 0.005);
-        }
+    fn update(&mut self) {
+        self.learner
+            .update(&self.batch, &mut self.rng, self.robust_rows.clone());
     }
 }
 
@@ -140,9 +116,9 @@ fn sac(c: &mut Criterion) {
         keel_trainer::nn::threads::set_threads(n);
     }
     let mut g = c.benchmark_group("sac_update");
-    for (name, sn, robust) in [("plain", false, false), ("robust_sn", true, true)] {
-        let mut sac = Sac::new(sn);
-        g.bench_function(name, |b| b.iter(|| sac.update(robust)));
+    for (name, sn_robust) in [("plain", false), ("robust_sn", true)] {
+        let mut sac = Sac::new(sn_robust);
+        g.bench_function(name, |b| b.iter(|| sac.update()));
     }
     g.finish();
 }

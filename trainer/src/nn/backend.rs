@@ -233,6 +233,13 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         Cow::Owned(out)
     }
 
+    /// Runs two independent pieces of work (e.g. a layer's weight and input gradients), in
+    /// parallel where the backend can; the default runs `a`, then `b`.
+    fn join(&self, a: impl FnOnce(), b: impl FnOnce() + Send) {
+        a();
+        b();
+    }
+
     /// `dst[dst_offset..][..len] = src[src_offset..][..len]`.
     fn copy(
         &self,

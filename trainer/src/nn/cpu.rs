@@ -6,8 +6,9 @@
 //! operands on every call, which dominates the matrix-vector shapes of an MLP's output layer
 //! (256x256 times 256x1: 46 us vs 3.6 us here) and cost 17% of a SAC update at 2x256; on the
 //! square 256^3 products `gemm` is also ~10% faster (107 vs 101 GFLOP/s on one core).
-//! With `keel train --threads N`, large GEMMs are split across cores by `nn::threads`
-//! (bit-identical to one thread; one thread is the default, see there why).
+//! With `keel train --threads N`, independent tasks ([`Backend::join`]), large GEMMs and Adam
+//! steps are spread across cores by `nn::threads` (bit-identical to one thread; one thread is
+//! the default, see there why).
 
 use core::ops::Range;
 use std::borrow::Cow;
@@ -19,6 +20,9 @@ use super::Activation;
 /// GEMMs with fewer multiply-adds than this run on the calling thread: below it, handing half
 /// of C to another core costs more (hand-off, packing B twice) than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// Element-wise updates (Adam) shorter than this run on the calling thread.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// A raw pointer that may cross to a GEMM helper thread (see the SAFETY notes where it is used).
 #[derive(Clone, Copy)]
@@ -118,6 +122,37 @@ impl Sgemm {
             || unsafe { first.run(threads - t1) },
             move || unsafe { second.run(t1) },
         );
+    }
+}
+
+/// Adam on slices of equal length. Large ones are split in two halves for two threads when
+/// `--threads` allows: the update is memory-bound, and its parameters were last read by both
+/// cores (the halves give the same bits: every element is independent).
+fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
+    if p.len() >= PARALLEL_MIN_ELEMENTS && super::threads::threads() > 1 {
+        let half = p.len() / 2;
+        let (p0, p1) = p.split_at_mut(half);
+        let (g0, g1) = g.split_at(half);
+        let (m0, m1) = m.split_at_mut(half);
+        let (v0, v1) = v.split_at_mut(half);
+        super::threads::join_tasks(
+            || adam_serial(p0, g0, m0, v0, h),
+            || adam_serial(p1, g1, m1, v1, h),
+        );
+    } else {
+        adam_serial(p, g, m, v, h);
+    }
+}
+
+fn adam_serial(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
+    let step = h.lr / h.bias_correction1;
+    let inv_sqrt_bc2 = 1.0 / h.bias_correction2.sqrt();
+    let (b1, b2, eps, wd) = (h.beta1, h.beta2, h.eps, h.weight_decay);
+    for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g + wd * *p;
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *p -= step * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
     }
 }
 
@@ -235,6 +270,11 @@ fn act_bwd<F: Fn(f32) -> f32>(
 
 impl Backend for CpuBackend {
     type Buf = Vec<f32>;
+
+    /// Two tasks on two cores with `keel train --threads 2` or more (see `nn::threads`).
+    fn join(&self, a: impl FnOnce(), b: impl FnOnce() + Send) {
+        super::threads::join_tasks(a, b);
+    }
 
     fn alloc(&self, len: usize) -> Vec<f32> {
         vec![0.0; len]
@@ -388,19 +428,13 @@ impl Backend for CpuBackend {
         range: Range<usize>,
         h: &AdamHyper,
     ) {
-        let p = &mut params[range.clone()];
-        let g = &grads[range.clone()];
-        let m = &mut m[range.clone()];
-        let v = &mut v[range];
-        let step = h.lr / h.bias_correction1;
-        let inv_sqrt_bc2 = 1.0 / h.bias_correction2.sqrt();
-        let (b1, b2, eps, wd) = (h.beta1, h.beta2, h.eps, h.weight_decay);
-        for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let g = g + wd * *p;
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
-        }
+        adam_update(
+            &mut params[range.clone()],
+            &grads[range.clone()],
+            &mut m[range.clone()],
+            &mut v[range],
+            h,
+        );
     }
 
     fn polyak(&self, dst: &mut Vec<f32>, src: &Vec<f32>, tau: f32) {

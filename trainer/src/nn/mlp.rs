@@ -200,6 +200,25 @@ impl<B: Backend> Mlp<B> {
         self.core.backward(cache, dy, batch, mode);
     }
 
+    /// [`Mlp::forward`] of `x` and [`Mlp::predict`] of `x_infer` (both `batch` rows) as two
+    /// parallel tasks where the backend allows (see [`Backend::join`]); returns both outputs.
+    /// Both passes use the weights the training forward uses (one power-iteration step ahead of
+    /// a lone `predict`, for a spectrally normalized network with changed parameters).
+    pub fn forward_and_predict(
+        &mut self,
+        x: &[f32],
+        x_infer: &[f32],
+        batch: usize,
+    ) -> (&[f32], &[f32]) {
+        self.core.prepare(true);
+        let (core, cache, infer) = (&self.core, &mut self.cache, &mut self.infer);
+        core.backend.join(
+            || core.forward_prepared(cache, x, batch, true),
+            || core.forward_prepared(infer, x_infer, batch, false),
+        );
+        (self.cache.output(), self.infer.output())
+    }
+
     /// [`Mlp::predict`] into a caller-owned cache (e.g. larger batches than `max_batch`).
     pub fn predict_with<'c>(
         &mut self,

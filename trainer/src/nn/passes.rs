@@ -219,6 +219,19 @@ impl<B: Backend> Core<B> {
     }
 
     pub fn forward(&mut self, cache: &mut ForwardCache<B>, x: &[f32], batch: usize, train: bool) {
+        self.prepare(train);
+        self.forward_prepared(cache, x, batch, train);
+    }
+
+    /// [`Core::forward`] after [`Core::prepare`]: it reads the network only, so two of these
+    /// may run at once on different caches.
+    pub fn forward_prepared(
+        &self,
+        cache: &mut ForwardCache<B>,
+        x: &[f32],
+        batch: usize,
+        train: bool,
+    ) {
         self.check_cache(cache);
         assert!(
             batch >= 1 && batch <= cache.max_batch,
@@ -227,7 +240,6 @@ impl<B: Backend> Core<B> {
         );
         let inp = cache.sizes.first().copied().unwrap_or(0);
         assert_eq!(x.len(), batch * inp, "input is not batch x {inp}");
-        self.prepare(train);
         let b = &self.backend;
         b.upload(&mut cache.x, 0, x);
         for (l, layer) in self.layers.iter().enumerate() {
@@ -300,38 +312,43 @@ impl<B: Backend> Core<B> {
             let input = Mat::new(input, 0, batch, layer.inp);
             let dz_t = Mat::new(&*dz, 0, batch, layer.out).t();
             let shape = (layer.out, layer.inp);
-            match (want_params, layer.sn) {
+            let (grads, sn_scratch) = (&mut self.grads, &mut self.sn_scratch);
+            let (weff, sn_state) = (&self.weff, &self.sn_state);
+            // The weight gradient and the input gradient of a layer are independent GEMMs.
+            let mut weight_grad = move || match (want_params, layer.sn) {
                 (false, _) => {}
                 (true, None) => {
-                    let g = MatMut::new(&mut self.grads, layer.w, shape.0, shape.1);
+                    let g = MatMut::new(grads, layer.w, shape.0, shape.1);
                     b.gemm(1.0, dz_t, input, 1.0, g);
                 }
                 (true, Some((slot, off))) => {
-                    let scratch = MatMut::new(&mut self.sn_scratch, 0, shape.0, shape.1);
+                    let scratch = MatMut::new(sn_scratch, 0, shape.0, shape.1);
                     b.gemm(1.0, dz_t, input, 0.0, scratch);
                     b.spectral_backward(
-                        Mat::new(&self.sn_scratch, 0, shape.0, shape.1),
-                        Mat::new(&self.weff, off, shape.0, shape.1),
-                        &self.sn_state,
+                        Mat::new(sn_scratch, 0, shape.0, shape.1),
+                        Mat::new(weff, off, shape.0, shape.1),
+                        sn_state,
                         slot,
-                        MatMut::new(&mut self.grads, layer.w, shape.0, shape.1),
+                        MatMut::new(grads, layer.w, shape.0, shape.1),
                     );
                 }
-            }
-            let w = Self::weight(&self.params, &self.weff, layer);
+            };
+            let w = Self::weight(&self.params, weff, layer);
             let dz = Mat::new(&*dz, 0, batch, layer.out);
-            if l > 0 {
-                b.gemm(1.0, dz, w, 0.0, MatMut::new(dnext, 0, batch, layer.inp));
+            let dx_out = if l > 0 {
                 cur ^= 1;
+                Some(dnext)
             } else if want_input {
-                b.gemm(
-                    1.0,
-                    dz,
-                    w,
-                    0.0,
-                    MatMut::new(&mut cache.dx, 0, batch, layer.inp),
-                );
                 cache.dx_valid = true;
+                Some(&mut cache.dx)
+            } else {
+                None
+            };
+            match dx_out {
+                Some(out) => b.join(weight_grad, || {
+                    b.gemm(1.0, dz, w, 0.0, MatMut::new(out, 0, batch, layer.inp));
+                }),
+                None => weight_grad(),
             }
         }
     }

@@ -1,18 +1,23 @@
-//! Helper threads for splitting one large GEMM across cores, tuned for latency.
+//! Helper threads for the CPU backend's parallel work, tuned for latency: two independent
+//! tasks side by side ([`join_tasks`]: the SAC update's twin critics, a layer's weight and input
+//! gradients, the actor's two forwards, the halves of an Adam step) and the halves of one large
+//! GEMM (`nn::cpu`). Every split keeps each number's arithmetic as on one thread, so results are
+//! bit-identical for any thread count (tests/threads.rs checks whole SAC updates).
 //!
-//! Why not rayon: a SAC update at SB3's sizes is ~20 GEMMs of ~0.3 ms with a little serial work
+//! Why not rayon: a SAC update at SB3's sizes is ~16 GEMMs of ~0.3 ms with a little serial work
 //! between them, and a rayon worker that finds no work parks within microseconds; waking it
 //! costs ~65 us on this project's 2-core VMs (measured: a 256^3 GEMM split in two took 180 us
 //! back to back but 245 us with 100 us of other work between calls). These helpers spin for
-//! [`SPIN`] after each job before parking, so the next GEMM of the same update finds them awake.
+//! [`SPIN`] after each job before parking, so the next task of the same update finds them awake.
 //!
 //! The pool is process-wide: `available_parallelism() - 1` helpers, started on first use.
-//! [`set_threads`] sets how many threads a GEMM may use; the default is 1 (the caller's thread
-//! only, no helpers started), because on this project's 2-vCPU VMs the host moves the vCPUs
-//! between nearby and distant cores: a cache-line round trip between the two threads measured
-//! 80 ns in one run and 200-335 ns in the next, and a 2-thread SAC run at 2x256 took 4.1-4.4 s or
-//! 7.0-7.2 s per 1,000 steps depending on the period (one thread: 6.2-6.4 s, always). On a
-//! machine whose cores share a cache, `keel train --threads 2` is the faster choice.
+//! [`set_threads`] sets how many threads the backend may use; the default is 1 (the caller's
+//! thread only, no helpers started), so that `keel bench --jobs 2` can run one training per core.
+//! On this project's 2-vCPU VMs, two threads make a SAC update at 2x256 1.9 times faster
+//! (`cargo bench --bench nn -- sac_update`: 6.23 ms -> 3.31 ms) but the host moves the vCPUs
+//! between nearby and distant cores, and in the distant periods two threads gain far less (an
+//! earlier version, which only split GEMMs, lost time there: 7.0 s per 1,000 steps against 6.3
+//! on one thread).
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -177,6 +182,29 @@ pub fn join(a: impl FnOnce(), b: impl Fn() + Sync) {
     if let Some(payload) = claim.wait() {
         panic::resume_unwind(payload);
     }
+}
+
+/// Runs two independent tasks, `b` on a helper when [`threads`] allows more than one, else
+/// both here (`a` first). Unlike [`join`], `b` may hold `&mut` borrows and run once: the SAC
+/// update hands each of the twin critics its own task this way.
+pub fn join_tasks(a: impl FnOnce(), b: impl FnOnce() + Send) {
+    if threads() <= 1 {
+        a();
+        b();
+        return;
+    }
+    // `join` wants `Fn + Sync` (a helper could in principle call it twice); the mutex makes the
+    // one call take `b` out. It is never contended.
+    let b = std::sync::Mutex::new(Some(b));
+    join(a, || {
+        let task = b
+            .lock()
+            .map(|mut g| g.take())
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(task) = task {
+            task();
+        }
+    });
 }
 
 #[cfg(test)]

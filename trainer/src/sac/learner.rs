@@ -3,16 +3,18 @@
 #![allow(clippy::needless_range_loop)]
 use keel_runtime::encode::{DenseSpec, PolicySpec};
 use keel_runtime::{Activation as RtActivation, Squash};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
+use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
 use super::gaussian::SquashedGaussian;
 use super::robust::{self, RobustScratch};
-use crate::config::{LipschitzConfig, RobustForm, SacConfig};
+use crate::config::{Attack, LipschitzConfig, RobustForm, SacConfig};
 use crate::error::KeelError;
 use crate::nn::{
-    Activation, Adam, AdamConfig, AdamState, Backprop, CpuBackend, ForwardCache, Mlp, MlpConfig,
+    threads, Activation, Adam, AdamConfig, AdamState, Backprop, CpuBackend, ForwardCache, Mlp,
+    MlpConfig,
 };
 use crate::replay::Batch;
 
@@ -27,13 +29,74 @@ pub struct UpdateStats {
     pub robust_gap: f32,
 }
 
+/// What both critics' regression steps read; each critic's own state is passed to [`Self::step`],
+/// so the twin critics can take their steps as two parallel tasks.
+struct CriticTask<'a> {
+    /// Critic inputs `[s, a]` of the batch and their targets y.
+    x: &'a [f32],
+    y: &'a [f32],
+    b: usize,
+    /// Q's output scale (see `SacLearner::q_scale`).
+    qs: f32,
+    /// Rows (from 0) of the robust term's clean inputs; 0 without the term.
+    robust_rows: usize,
+    od: usize,
+    lip: &'a LipschitzConfig,
+    state_std: &'a [f32],
+}
+
+impl CriticTask<'_> {
+    /// One optimizer step of critic `q` on (Q(s, a) - y)^2, plus the robust term; returns the
+    /// loss and the robust gap, both in Q's units.
+    fn step(
+        &self,
+        q: &mut Mlp<CpuBackend>,
+        opt: &mut Adam<CpuBackend>,
+        dq: &mut [f32],
+        scratch: &mut RobustScratch,
+        rng: &mut Pcg64,
+    ) -> (f32, f32) {
+        let (b, qs) = (self.b, self.qs);
+        let inv_b = 1.0 / b as f32;
+        let mut loss = 0.0;
+        let out = q.forward(self.x, b);
+        for i in 0..b {
+            let err = qs * out[i] - self.y[i];
+            loss += err * err * inv_b;
+            dq[i] = 2.0 * err * inv_b * qs;
+        }
+        q.zero_grad();
+        q.backward(dq, b, false);
+        let mut gap = 0.0;
+        if self.robust_rows > 0 {
+            let (l, nr) = (self.lip, self.robust_rows);
+            robust::perturb(
+                q,
+                scratch,
+                nr,
+                self.od,
+                l.epsilon,
+                self.state_std,
+                l.attack,
+                l.pgd_steps,
+                rng,
+            );
+            // The gap in Q's units is qs times the network's: lambda qs^2 on the network.
+            gap = qs * qs * robust::accumulate_gradient(q, scratch, nr, l.lambda * qs * qs);
+        }
+        opt.step(q);
+        (loss, gap)
+    }
+}
+
 /// Networks, optimizers and scratch buffers of SAC. `update` allocates nothing.
 pub struct SacLearner {
     cfg: SacConfig,
     pub(super) lip: LipschitzConfig,
     /// Per-dimension std of the real states: the robust perturbation's scale.
     pub(super) state_std: Vec<f32>,
-    pub(super) robust: RobustScratch,
+    /// One robust-term scratch per critic (the twin critics' steps may run in parallel).
+    pub(super) robust: [RobustScratch; 2],
     measure_cache: ForwardCache<CpuBackend>,
     /// Actor cache for large batches of rollout actions (grown on demand).
     rollout_cache: Option<ForwardCache<CpuBackend>>,
@@ -60,10 +123,11 @@ pub struct SacLearner {
     act_pi: Vec<f32>,
     logp: Vec<f32>,
     y: Vec<f32>,
-    dq: Vec<f32>,
+    dq: [Vec<f32>; 2],
     d_act: Vec<f32>,
     d_raw: Vec<f32>,
     q_first: Vec<f32>,
+    q_second: Vec<f32>,
     pick: [Vec<f32>; 2],
     one_obs: Vec<f32>,
     one_eps: Vec<f32>,
@@ -143,7 +207,10 @@ impl SacLearner {
             cfg: cfg.clone(),
             lip: lip.clone(),
             state_std: vec![1.0; obs_dim],
-            robust: RobustScratch::new(&q[0], b, obs_dim, act_dim),
+            robust: [
+                RobustScratch::new(&q[0], b, obs_dim, act_dim),
+                RobustScratch::new(&q[1], b, obs_dim, act_dim),
+            ],
             measure_cache,
             rollout_cache: None,
             obs_dim,
@@ -167,10 +234,11 @@ impl SacLearner {
             act_pi: vec![0.0; b * act_dim],
             logp: vec![0.0; b],
             y: vec![0.0; b],
-            dq: vec![0.0; b],
+            dq: [vec![0.0; b], vec![0.0; b]],
             d_act: vec![0.0; b * act_dim],
             d_raw: vec![0.0; b * 2 * act_dim],
             q_first: vec![0.0; b],
+            q_second: vec![0.0; b],
             pick: [vec![0.0; b], vec![0.0; b]],
             one_obs: vec![0.0; obs_dim],
             one_eps: vec![0.0; act_dim],
@@ -337,8 +405,12 @@ impl SacLearner {
         for e in self.eps.iter_mut() {
             *e = rng.sample(StandardNormal);
         }
+        // The actor's two forwards at once: its parameters do not change until its own step,
+        // so the forward on s (for the actor loss) can run beside the one on s' (for targets).
+        let (_, raw) = self
+            .actor
+            .forward_and_predict(&batch.obs, &batch.next_obs, b);
         {
-            let raw = self.actor.predict(&batch.next_obs, b);
             for i in 0..b {
                 let r = &raw[i * 2 * ad..(i + 1) * 2 * ad];
                 self.logp[i] = self.head.sample(
@@ -349,11 +421,16 @@ impl SacLearner {
             }
         }
         Self::concat(&batch.next_obs, &self.act_pi, od, ad, &mut self.x_next);
-        self.q_first
-            .copy_from_slice(self.q_target[0].predict(&self.x_next, b));
-        let q2t = self.q_target[1].predict(&self.x_next, b);
+        {
+            let [t0, t1] = &mut self.q_target;
+            let (x, out0, out1) = (&self.x_next, &mut self.q_first, &mut self.q_second);
+            threads::join_tasks(
+                || out0.copy_from_slice(t0.predict(x, b)),
+                || out1.copy_from_slice(t1.predict(x, b)),
+            );
+        }
         for i in 0..b {
-            let v = qs * self.q_first[i].min(q2t[i]) - alpha * self.logp[i];
+            let v = qs * self.q_first[i].min(self.q_second[i]) - alpha * self.logp[i];
             self.y[i] = batch.rew[i] + self.cfg.gamma * (1.0 - batch.done[i]) * v;
         }
 
@@ -364,61 +441,57 @@ impl SacLearner {
         if robust {
             let w = od + ad;
             let rows = robust_rows.start * w..robust_rows.end * w;
-            self.robust.clean[..nr * w].copy_from_slice(&self.x_now[rows]);
+            let [first, second] = &mut self.robust;
+            first.clean[..nr * w].copy_from_slice(&self.x_now[rows]);
             if self.lip.form == RobustForm::V {
                 // V(s) = Q(s, mu(s)): the actor's deterministic action at the clean state.
                 let obs = &batch.obs[robust_rows.start * od..robust_rows.end * od];
                 let raw = self.actor.predict(obs, nr);
                 for i in 0..nr {
-                    let a = &mut self.robust.clean[i * w + od..(i + 1) * w];
+                    let a = &mut first.clean[i * w + od..(i + 1) * w];
                     self.head.mean_action(&raw[i * 2 * ad..(i + 1) * 2 * ad], a);
                 }
             }
+            second.clean[..nr * w].copy_from_slice(&first.clean[..nr * w]);
         }
-        let mut critic_loss = 0.0;
-        let mut robust_gap = 0.0;
-        for k in 0..2 {
-            let q = self.q[k].forward(&self.x_now, b);
-            for i in 0..b {
-                let err = qs * q[i] - self.y[i];
-                critic_loss += err * err * inv_b;
-                self.dq[i] = 2.0 * err * inv_b * qs;
-            }
-            self.q[k].zero_grad();
-            self.q[k].backward(&self.dq, b, false);
-            if robust {
-                let l = &self.lip;
-                robust::perturb(
-                    &mut self.q[k],
-                    &mut self.robust,
-                    nr,
-                    od,
-                    l.epsilon,
-                    &self.state_std,
-                    l.attack,
-                    l.pgd_steps,
-                    rng,
-                );
-                // The gap in Q's units is qs times the network's: lambda qs^2 on the network.
-                robust_gap += 0.5
-                    * qs
-                    * qs
-                    * robust::accumulate_gradient(
-                        &mut self.q[k],
-                        &mut self.robust,
-                        nr,
-                        l.lambda * qs * qs,
-                    );
-            }
-            self.q_opt[k].step(&mut self.q[k]);
-        }
+        let task = CriticTask {
+            x: &self.x_now,
+            y: &self.y,
+            b,
+            qs,
+            robust_rows: if robust { nr } else { 0 },
+            od,
+            lip: &self.lip,
+            state_std: &self.state_std,
+        };
+        // PGD's random starts: one stream per critic, so the result does not depend on which
+        // thread runs which critic. FGSM draws nothing.
+        let pgd = robust && self.lip.attack == Attack::Pgd;
+        let mut rngs = if pgd {
+            [rng.random::<u64>(), rng.random::<u64>()].map(Pcg64::seed_from_u64)
+        } else {
+            [Pcg64::seed_from_u64(0), Pcg64::seed_from_u64(0)]
+        };
+        let [q0, q1] = &mut self.q;
+        let [opt0, opt1] = &mut self.q_opt;
+        let [dq0, dq1] = &mut self.dq;
+        let [rb0, rb1] = &mut self.robust;
+        let [rng0, rng1] = &mut rngs;
+        let (mut first, mut second) = ((0.0, 0.0), (0.0, 0.0));
+        threads::join_tasks(
+            || first = task.step(q0, opt0, dq0, rb0, rng0),
+            || second = task.step(q1, opt1, dq1, rb1, rng1),
+        );
+        let critic_loss = first.0 + second.0;
+        // Reported as the mean over the two critics.
+        let robust_gap = 0.5 * (first.1 + second.1);
 
         // Actor: minimise E[alpha log pi(a|s) - min_k Q_k(s, a)], a = reparameterised sample.
         for e in self.eps.iter_mut() {
             *e = rng.sample(StandardNormal);
         }
         {
-            let raw = self.actor.forward(&batch.obs, b);
+            let raw = self.actor.output();
             for i in 0..b {
                 let r = &raw[i * 2 * ad..(i + 1) * 2 * ad];
                 self.logp[i] = self.head.sample(
@@ -429,24 +502,36 @@ impl SacLearner {
             }
         }
         Self::concat(&batch.obs, &self.act_pi, od, ad, &mut self.x_now);
-        self.q_first
-            .copy_from_slice(self.q[0].forward(&self.x_now, b));
-        let q2 = self.q[1].forward(&self.x_now, b);
+        {
+            let [q0, q1] = &mut self.q;
+            let (x, out0, out1) = (&self.x_now, &mut self.q_first, &mut self.q_second);
+            threads::join_tasks(
+                || out0.copy_from_slice(q0.forward(x, b)),
+                || out1.copy_from_slice(q1.forward(x, b)),
+            );
+        }
+        let (q1v, q2v) = (&self.q_first, &self.q_second);
         let mut actor_loss = 0.0;
         // d(-min Q)/dQ_k is -1/B on the sample's smaller critic and 0 on the other.
         for i in 0..b {
-            let k = usize::from(q2[i] < self.q_first[i]);
+            let k = usize::from(q2v[i] < q1v[i]);
             self.pick[k][i] = -inv_b * qs;
             self.pick[1 - k][i] = 0.0;
-            actor_loss += (alpha * self.logp[i] - qs * self.q_first[i].min(q2[i])) * inv_b;
+            actor_loss += (alpha * self.logp[i] - qs * q1v[i].min(q2v[i])) * inv_b;
         }
-        self.d_act.iter_mut().for_each(|d| *d = 0.0);
-        for k in 0..2 {
+        {
             // Only dQ/da is needed here: no critic parameter gradients are computed.
-            let dx = self.q[k].input_grad_only(&self.pick[k], b);
+            let [q0, q1] = &mut self.q;
+            let [p0, p1] = &self.pick;
+            let (mut dx0, mut dx1): (&[f32], &[f32]) = (&[], &[]);
+            threads::join_tasks(
+                || dx0 = q0.input_grad_only(p0, b),
+                || dx1 = q1.input_grad_only(p1, b),
+            );
+            let w = od + ad;
             for i in 0..b {
                 for j in 0..ad {
-                    self.d_act[i * ad + j] += dx[i * (od + ad) + od + j];
+                    self.d_act[i * ad + j] = dx0[i * w + od + j] + dx1[i * w + od + j];
                 }
             }
         }
@@ -478,8 +563,9 @@ impl SacLearner {
         let v_hat = *v / (1.0 - 0.999f32.powi(*t));
         self.log_alpha -= self.cfg.alpha_lr * m_hat / (v_hat.sqrt() + 1e-8);
 
-        for k in 0..2 {
-            self.q_target[k].polyak_from(&self.q[k], self.cfg.tau);
+        {
+            let ([t0, t1], [q0, q1], tau) = (&mut self.q_target, &self.q, self.cfg.tau);
+            threads::join_tasks(|| t0.polyak_from(q0, tau), || t1.polyak_from(q1, tau));
         }
         self.updates += 1;
         self.last = UpdateStats {
