@@ -454,8 +454,29 @@ impl TrainConfig {
     }
 
     /// The fully resolved config as TOML (written to `DIR/config.toml`).
+    /// The config as TOML. Every float here is an `f32`; TOML stores f64, so each is written
+    /// by its shortest f32 form (`gamma = 0.99`, not `0.9900000095367432`), which reads back
+    /// to the same f32.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let Ok(mut value) = toml::Value::try_from(self) else {
+            return String::new();
+        };
+        shortest_f32_floats(&mut value);
+        toml::to_string(&value).unwrap_or_default()
+    }
+}
+
+fn shortest_f32_floats(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(x) => {
+            let f = *x as f32;
+            if f64::from(f) == *x {
+                *x = f.to_string().parse().unwrap_or(*x);
+            }
+        }
+        toml::Value::Array(a) => a.iter_mut().for_each(shortest_f32_floats),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| shortest_f32_floats(v)),
+        _ => {}
     }
 }
 
@@ -477,8 +498,15 @@ mod tests {
 
     #[test]
     fn defaults_round_trip_through_toml() {
-        let c = TrainConfig::for_env("pendulum");
-        assert_eq!(TrainConfig::from_toml(&c.to_toml(), None, None).unwrap(), c);
+        for env in crate::env::ENV_IDS {
+            let mut c = TrainConfig::for_env(env);
+            // A float with no short decimal form must survive too.
+            c.sac.tau = f32::from_bits(0x3BA3_D70B);
+            let text = c.to_toml();
+            assert_eq!(TrainConfig::from_toml(&text, None, None).unwrap(), c, "{env}");
+            assert!(text.contains("gamma = 0.99\n"), "{text}");
+            assert!(text.contains("critic_hidden = [64, 64]\n") || text.contains("critic_hidden = [256, 256]\n"), "{text}");
+        }
     }
 
     #[test]
