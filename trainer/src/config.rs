@@ -503,9 +503,17 @@ mod tests {
             // A float with no short decimal form must survive too.
             c.sac.tau = f32::from_bits(0x3BA3_D70B);
             let text = c.to_toml();
-            assert_eq!(TrainConfig::from_toml(&text, None, None).unwrap(), c, "{env}");
+            assert_eq!(
+                TrainConfig::from_toml(&text, None, None).unwrap(),
+                c,
+                "{env}"
+            );
             assert!(text.contains("gamma = 0.99\n"), "{text}");
-            assert!(text.contains("critic_hidden = [64, 64]\n") || text.contains("critic_hidden = [256, 256]\n"), "{text}");
+            assert!(
+                text.contains("critic_hidden = [64, 64]\n")
+                    || text.contains("critic_hidden = [256, 256]\n"),
+                "{text}"
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! Evaluating a deployable policy. Training evaluations and `keel eval` both run the exported
 //! `.keel` blob through keel-runtime, the code that runs on the device: one inference path.
-use keel_runtime::Policy;
+use keel_runtime::{Policy, Scratch};
 
 use crate::env::Env;
 use crate::error::KeelError;
@@ -48,15 +48,53 @@ pub fn evaluate(
             env.act_dim()
         )));
     }
+    // Episodes are independent (episode k resets with seed + k), so with `--threads 2` a clone
+    // of the env runs the second half: the same returns, in the same order.
+    let (returns, scores): (Vec<f64>, Vec<f64>) =
+        if episodes >= 2 && crate::nn::threads::threads() > 1 {
+            let half = episodes / 2;
+            let mut twin = env.box_clone();
+            let (mut first, mut second) = (Ok(Vec::new()), Ok(Vec::new()));
+            crate::nn::threads::join_tasks(
+                || first = run_episodes(policy, env, 0..half, seed),
+                || second = run_episodes(policy, twin.as_mut(), half..episodes, seed),
+            );
+            let mut all = first?;
+            all.extend(second?);
+            all.into_iter().unzip()
+        } else {
+            run_episodes(policy, env, 0..episodes, seed)?
+                .into_iter()
+                .unzip()
+        };
+    let (mean_return, std_return) = mean_std(&returns);
+    let has_score = env.step_score().is_some() || scores.iter().any(|s| *s != 0.0);
+    Ok(EvalSummary {
+        episodes,
+        mean_return,
+        std_return,
+        returns,
+        mean_score: has_score.then(|| mean_std(&scores).0),
+    })
+}
+
+/// (return, score) of episodes `ks`, episode k reset with `seed + k`.
+fn run_episodes(
+    policy: &Policy<'_, HOST_CAPACITY>,
+    env: &mut dyn Env,
+    ks: std::ops::Range<usize>,
+    seed: u64,
+) -> Result<Vec<(f64, f64)>, KeelError> {
     let mut obs = vec![0.0f32; env.obs_dim()];
     let mut act = vec![0.0f32; env.act_dim()];
-    let mut returns = Vec::with_capacity(episodes);
-    let mut scores = Vec::with_capacity(episodes);
-    for k in 0..episodes {
+    // 8 KB at the host's capacity: kept across calls instead of zeroed per call.
+    let mut scratch = Box::new(Scratch::<HOST_CAPACITY>::new());
+    let mut out = Vec::with_capacity(ks.len());
+    for k in ks {
         env.reset(Some(seed.wrapping_add(k as u64)), &mut obs);
         let (mut ret, mut score) = (0.0f64, 0.0f64);
         loop {
-            policy.act(&obs, &mut act).map_err(|e| {
+            policy.act_with(&obs, &mut act, &mut scratch).map_err(|e| {
                 KeelError::internal(format!("policy failed during evaluation: {e}"))
             })?;
             let out = env.step(&act, &mut obs);
@@ -68,16 +106,7 @@ pub fn evaluate(
                 break;
             }
         }
-        returns.push(ret);
-        scores.push(score);
+        out.push((ret, score));
     }
-    let (mean_return, std_return) = mean_std(&returns);
-    let has_score = env.step_score().is_some() || scores.iter().any(|s| *s != 0.0);
-    Ok(EvalSummary {
-        episodes,
-        mean_return,
-        std_return,
-        returns,
-        mean_score: has_score.then(|| mean_std(&scores).0),
-    })
+    Ok(out)
 }

@@ -5,7 +5,10 @@
 //! under PGD (whose random starts must not depend on which thread runs which critic).
 //!
 //! Its own test binary: the thread count is process-wide.
+use keel_runtime::encode::encode;
 use keel_trainer::config::{Attack, LipschitzChoice, LipschitzConfig, RobustForm, SacConfig};
+use keel_trainer::env::make_env;
+use keel_trainer::eval::{evaluate, load_policy};
 use keel_trainer::nn::threads;
 use keel_trainer::replay::Batch;
 use keel_trainer::sac::SacLearner;
@@ -13,6 +16,9 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 const B: usize = 256;
+
+/// The tests of this file take turns: each sets the process-wide thread count.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run(lip: &LipschitzConfig, threads_n: usize) -> (Vec<u8>, Vec<f32>) {
     threads::set_threads(threads_n);
@@ -45,6 +51,7 @@ fn run(lip: &LipschitzConfig, threads_n: usize) -> (Vec<u8>, Vec<f32>) {
 
 #[test]
 fn sac_updates_are_bit_identical_on_one_and_two_threads() {
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         eprintln!("skipped: this machine has one core, so --threads 2 runs on one thread");
         return;
@@ -78,5 +85,33 @@ fn sac_updates_are_bit_identical_on_one_and_two_threads() {
             one == two,
             "networks or optimizer states differ between 1 and 2 threads ({lip:?})"
         );
+    }
+}
+
+#[test]
+fn evaluation_is_the_same_on_one_and_two_threads() {
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    // A random 2x64 actor on a stochastic env with a score and on a deterministic one; an odd
+    // episode count so the halves differ in size.
+    let mut rng = Pcg64::seed_from_u64(3);
+    for env_id in ["fishery3", "pendulum"] {
+        let mut env = make_env(env_id).expect("known env");
+        let learner = SacLearner::new(
+            &SacConfig::for_env(env_id),
+            &LipschitzConfig::default(),
+            env.obs_dim(),
+            env.action_low(),
+            env.action_high(),
+            &mut rng,
+        );
+        let blob = encode(&learner.policy_spec()).expect("encodes");
+        let policy = load_policy(&blob).expect("loads");
+        threads::set_threads(1);
+        let one = evaluate(&policy, env.as_mut(), 7, 11).expect("evaluates");
+        threads::set_threads(2);
+        let two = evaluate(&policy, env.as_mut(), 7, 11).expect("evaluates");
+        threads::set_threads(1);
+        assert_eq!(one, two, "{env_id}");
+        assert_eq!(one.returns.len(), 7);
     }
 }
