@@ -27,7 +27,8 @@ pub struct ModelConfig {
     /// Activation after every hidden layer (MBPO: SiLU/swish).
     pub activation: Activation,
     /// Deterministic (MSE) or Gaussian (NLL) output head. Default deterministic: the method of
-    /// docs/algorithm.md uses one deterministic model.
+    /// docs/algorithm.md uses one deterministic model. Stochastic plants need the Gaussian one
+    /// (fishery3's default, see `MbpoConfig::for_env`).
     pub head: ModelHead,
     /// Number of networks N (1 = single model). MBPO's baseline: 7.
     pub ensemble_size: usize,

@@ -410,15 +410,13 @@ impl SacLearner {
         let (_, raw) = self
             .actor
             .forward_and_predict(&batch.obs, &batch.next_obs, b);
-        {
-            for i in 0..b {
-                let r = &raw[i * 2 * ad..(i + 1) * 2 * ad];
-                self.logp[i] = self.head.sample(
-                    r,
-                    &self.eps[i * ad..(i + 1) * ad],
-                    &mut self.act_pi[i * ad..(i + 1) * ad],
-                );
-            }
+        for i in 0..b {
+            let r = &raw[i * 2 * ad..(i + 1) * 2 * ad];
+            self.logp[i] = self.head.sample(
+                r,
+                &self.eps[i * ad..(i + 1) * ad],
+                &mut self.act_pi[i * ad..(i + 1) * ad],
+            );
         }
         Self::concat(&batch.next_obs, &self.act_pi, od, ad, &mut self.x_next);
         {
