@@ -473,10 +473,9 @@ impl TrainConfig {
         }
     }
 
-    /// The fully resolved config as TOML (written to `DIR/config.toml`).
-    /// The config as TOML. Every float here is an `f32`; TOML stores f64, so each is written
-    /// by its shortest f32 form (`gamma = 0.99`, not `0.9900000095367432`), which reads back
-    /// to the same f32.
+    /// The fully resolved config as TOML (written to `DIR/config.toml`). Every float here is an
+    /// `f32`; TOML stores f64, so each is written by its shortest f32 form (`gamma = 0.99`, not
+    /// `0.9900000095367432`), which reads back to the same f32.
     pub fn to_toml(&self) -> String {
         let Ok(mut value) = toml::Value::try_from(self) else {
             return String::new();
