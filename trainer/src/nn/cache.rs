@@ -83,6 +83,49 @@ impl<B: Backend> ForwardCache<B> {
         }
     }
 
+    /// Makes this cache hold rows `rows` (in that order) of `src`'s last training forward pass,
+    /// as if the forward had run on those rows alone. Rows are independent in a backward pass,
+    /// so a backward through this cache gives exactly those rows' input gradients (parameter
+    /// gradients summed over them only) at `rows.len() / batch` of the cost.
+    ///
+    /// # Panics
+    /// If `src` holds no training forward, was made for another shape, a row is not in its
+    /// batch, or `rows` is empty or longer than this cache's `max_batch`.
+    pub fn copy_rows_from(&mut self, src: &ForwardCache<B>, rows: &[usize]) {
+        assert!(
+            matches!(src.state, CacheState::Train { .. }),
+            "copy_rows_from: the source holds no training forward pass"
+        );
+        assert_eq!(
+            self.sizes, src.sizes,
+            "copy_rows_from: caches of other shapes"
+        );
+        assert!(
+            !rows.is_empty() && rows.len() <= self.max_batch,
+            "copy_rows_from: {} rows for a cache of {}",
+            rows.len(),
+            self.max_batch
+        );
+        assert!(
+            rows.iter().all(|&r| r < src.batch),
+            "copy_rows_from: a row outside the source's batch of {}",
+            src.batch
+        );
+        let b = &self.backend;
+        copy_rows(b, &src.x, &mut self.x, self.sizes[0], rows);
+        for (l, (o, s)) in self.out.iter_mut().zip(&src.out).enumerate() {
+            copy_rows(b, s, o, self.sizes[l + 1], rows);
+        }
+        for (l, (p, s)) in self.pre.iter_mut().zip(&src.pre).enumerate() {
+            if let (Some(p), Some(s)) = (p.as_mut(), s.as_ref()) {
+                copy_rows(b, s, p, self.sizes[l + 1], rows);
+            }
+        }
+        self.batch = rows.len();
+        self.state = src.state;
+        self.dx_valid = false;
+    }
+
     /// The largest batch this cache holds.
     pub fn max_batch(&self) -> usize {
         self.max_batch
@@ -113,5 +156,19 @@ impl<B: Backend> ForwardCache<B> {
         );
         let n = self.batch * self.sizes.first().copied().unwrap_or(0);
         self.backend.view(&self.dx, 0..n, &mut self.staging)
+    }
+}
+
+/// `to` row `i` = `from` row `rows[i]`, rows of `width`; runs of consecutive rows go as one copy
+/// (one launch on a device).
+fn copy_rows<B: Backend>(b: &B, from: &B::Buf, to: &mut B::Buf, width: usize, rows: &[usize]) {
+    let mut i = 0;
+    while i < rows.len() {
+        let mut n = 1;
+        while i + n < rows.len() && rows[i + n] == rows[i] + n {
+            n += 1;
+        }
+        b.copy(from, rows[i] * width, to, i * width, n * width);
+        i += n;
     }
 }

@@ -157,6 +157,22 @@ impl<B: Backend> Mlp<B> {
         self.cache.input_grad()
     }
 
+    /// dL/d(input) (`rows.len() x in`) for rows `rows` of the last [`Mlp::forward`] only, given
+    /// their dL/d(output) `dy` (`rows.len() x out`), without touching parameter gradients. It
+    /// costs `rows.len() / batch` of [`Mlp::input_grad_only`] and equals its rows when `dy` is
+    /// zero on the other rows (SAC's actor loss sends each sample through one critic only).
+    /// `sub` is a scratch cache of this network ([`Mlp::new_cache`]).
+    pub fn input_grad_rows<'c>(
+        &mut self,
+        sub: &'c mut ForwardCache<B>,
+        rows: &[usize],
+        dy: &[f32],
+    ) -> &'c [f32] {
+        sub.copy_rows_from(&self.cache, rows);
+        self.core.backward(sub, dy, rows.len(), Backprop::Input);
+        sub.input_grad()
+    }
+
     /// The output of the last [`Mlp::forward`].
     pub fn output(&mut self) -> &[f32] {
         self.cache.output()

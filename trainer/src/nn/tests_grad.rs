@@ -266,6 +266,49 @@ fn input_only_backward_leaves_param_grads_alone() {
     assert!(net.grads().iter().any(|&g| g != 0.0));
 }
 
+/// SAC's actor loss: input gradients for a subset of rows (any order, with runs and gaps) equal
+/// those rows of a full-batch input-only backward whose dy is zero elsewhere, for activations
+/// with and without a cached pre-activation, with spectral norm on.
+#[test]
+fn input_grad_rows_equal_those_rows_of_the_full_batch() {
+    for act in [Activation::Relu, Activation::Silu, Activation::Tanh] {
+        let mut r = rng(45);
+        let c = cfg(&[5, 16, 16, 2], act, Activation::Identity, true);
+        let mut net = Mlp::new(&CpuBackend, &c, 12, &mut r);
+        let mut sub = net.new_cache(12);
+        let x = random(&mut r, 12 * 5, 1.0);
+        let rows = [7usize, 0, 1, 2, 9, 11];
+        let dy_rows = random(&mut r, rows.len() * 2, 1.0);
+        let mut dy = vec![0.0; 12 * 2];
+        for (i, &row) in rows.iter().enumerate() {
+            dy[row * 2..row * 2 + 2].copy_from_slice(&dy_rows[i * 2..i * 2 + 2]);
+        }
+        net.forward(&x, 12);
+        net.zero_grad();
+        let full = net.input_grad_only(&dy, 12).to_vec();
+        let part = net.input_grad_rows(&mut sub, &rows, &dy_rows).to_vec();
+        assert!(net.grads().iter().all(|&g| g == 0.0), "{act:?}");
+        for (i, &row) in rows.iter().enumerate() {
+            assert_eq!(
+                &part[i * 5..(i + 1) * 5],
+                &full[row * 5..(row + 1) * 5],
+                "{act:?} row {row}"
+            );
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "outside the source's batch")]
+fn input_grad_rows_rejects_a_row_outside_the_batch() {
+    let mut r = rng(46);
+    let c = cfg(&[3, 8, 1], Activation::Relu, Activation::Identity, false);
+    let mut net = Mlp::new(&CpuBackend, &c, 8, &mut r);
+    let mut sub = net.new_cache(8);
+    net.forward(&random(&mut r, 4 * 3, 1.0), 4);
+    net.input_grad_rows(&mut sub, &[1, 4], &[1.0, 1.0]);
+}
+
 /// The robust-loss pattern: two batches in two caches, two backward passes, one gradient.
 #[test]
 fn two_caches_accumulate_like_one_concatenated_batch() {

@@ -128,7 +128,12 @@ pub struct SacLearner {
     d_raw: Vec<f32>,
     q_first: Vec<f32>,
     q_second: Vec<f32>,
-    pick: [Vec<f32>; 2],
+    /// Per critic: the batch rows where it is the smaller one (the actor loss's min), and a
+    /// cache holding those rows of its forward pass.
+    min_rows: [Vec<usize>; 2],
+    min_cache: [ForwardCache<CpuBackend>; 2],
+    /// dL/dQ on those rows (the same for every row).
+    min_dy: Vec<f32>,
     one_obs: Vec<f32>,
     one_eps: Vec<f32>,
 }
@@ -203,6 +208,7 @@ impl SacLearner {
             Adam::new(&q[1], adam(cfg.critic_lr)),
         ];
         let measure_cache = q[0].new_cache(lip.measure_states.max(1));
+        let min_cache = [q[0].new_cache(b), q[1].new_cache(b)];
         Self {
             cfg: cfg.clone(),
             lip: lip.clone(),
@@ -239,7 +245,9 @@ impl SacLearner {
             d_raw: vec![0.0; b * 2 * act_dim],
             q_first: vec![0.0; b],
             q_second: vec![0.0; b],
-            pick: [vec![0.0; b], vec![0.0; b]],
+            min_rows: [Vec::with_capacity(b), Vec::with_capacity(b)],
+            min_cache,
+            min_dy: vec![0.0; b],
             one_obs: vec![0.0; obs_dim],
             one_eps: vec![0.0; act_dim],
         }
@@ -510,26 +518,43 @@ impl SacLearner {
         }
         let (q1v, q2v) = (&self.q_first, &self.q_second);
         let mut actor_loss = 0.0;
-        // d(-min Q)/dQ_k is -1/B on the sample's smaller critic and 0 on the other.
+        // d(-min Q)/dQ_k is -1/B on the sample's smaller critic and 0 on the other, so each
+        // sample is backpropagated through its smaller critic only: half the input-gradient work.
+        let [rows0, rows1] = &mut self.min_rows;
+        rows0.clear();
+        rows1.clear();
         for i in 0..b {
-            let k = usize::from(q2v[i] < q1v[i]);
-            self.pick[k][i] = -inv_b * qs;
-            self.pick[1 - k][i] = 0.0;
+            if q2v[i] < q1v[i] {
+                rows1.push(i)
+            } else {
+                rows0.push(i)
+            }
             actor_loss += (alpha * self.logp[i] - qs * q1v[i].min(q2v[i])) * inv_b;
         }
+        self.min_dy[..b].fill(-inv_b * qs);
         {
             // Only dQ/da is needed here: no critic parameter gradients are computed.
             let [q0, q1] = &mut self.q;
-            let [p0, p1] = &self.pick;
+            let [c0, c1] = &mut self.min_cache;
+            let (rows0, rows1) = (&self.min_rows[0], &self.min_rows[1]);
+            let dy = &self.min_dy;
             let (mut dx0, mut dx1): (&[f32], &[f32]) = (&[], &[]);
             threads::join_tasks(
-                || dx0 = q0.input_grad_only(p0, b),
-                || dx1 = q1.input_grad_only(p1, b),
+                || {
+                    if !rows0.is_empty() {
+                        dx0 = q0.input_grad_rows(c0, rows0, &dy[..rows0.len()]);
+                    }
+                },
+                || {
+                    if !rows1.is_empty() {
+                        dx1 = q1.input_grad_rows(c1, rows1, &dy[..rows1.len()]);
+                    }
+                },
             );
             let w = od + ad;
-            for i in 0..b {
-                for j in 0..ad {
-                    self.d_act[i * ad + j] = dx0[i * w + od + j] + dx1[i * w + od + j];
+            for (rows, dx) in [(rows0, dx0), (rows1, dx1)] {
+                for (n, &i) in rows.iter().enumerate() {
+                    self.d_act[i * ad..(i + 1) * ad].copy_from_slice(&dx[n * w + od..(n + 1) * w]);
                 }
             }
         }
