@@ -181,12 +181,16 @@ impl MbpoConfig {
             // A stochastic plant (10% multiplicative noise per species): a deterministic model
             // never shows the policy a noise-driven collapse, and its policies harvested so
             // hard that some real episodes collapsed (eval std 12-20 against 2-5); a Gaussian
-            // head samples the noise in rollouts (docs/benchmarks.md).
+            // head samples the noise in rollouts (docs/benchmarks.md). Half of each SAC batch is
+            // real: the rare real collapses (termination and penalty) then reach the critic five
+            // times as often, and the 100-episode score rose on all four seeds tried (mean 62.7
+            // -> 67.1).
             "fishery3" => Self {
                 model: ModelConfig {
                     head: ModelHead::Gaussian,
                     ..ModelConfig::default()
                 },
+                real_ratio: 0.5,
                 ..base
             },
             _ => base,
