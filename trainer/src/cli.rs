@@ -21,7 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a controller; writes config.toml, metrics.csv, curve.svg, checkpoints and policy.keel.
+    /// Train a controller; writes config.toml, metrics.csv, curve.svg, checkpoints, policy.keel
+    /// (the final policy) and policy_best.keel (the best evaluated one).
     Train(TrainArgs),
     /// Evaluate a policy file on an environment.
     Eval {

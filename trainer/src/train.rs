@@ -68,6 +68,10 @@ struct Checkpoint {
 }
 
 const CHECKPOINT: &str = "checkpoint.bin";
+/// The policy of the best evaluation so far (highest mean return), beside the final
+/// `policy.keel`: on plants where late training can drift (fishery3), the best evaluated policy
+/// is what a user wants to deploy.
+pub const BEST_POLICY: &str = "policy_best.keel";
 
 fn read_checkpoint(dir: &Path) -> Result<Checkpoint, KeelError> {
     let path = dir.join(CHECKPOINT);
@@ -150,6 +154,21 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
         out.final_eval.std_return,
         out.final_eval.episodes
     );
+    // The first of the best, as train() keeps it.
+    let mut best: Option<&EvalRecord> = None;
+    for r in out.records.iter().filter(|r| r.eval_mean.is_finite()) {
+        if best.is_none_or(|b| r.eval_mean > b.eval_mean) {
+            best = Some(r);
+        }
+    }
+    if let Some(b) = best {
+        println!(
+            "best:   {} (eval return {:.1} at env step {})",
+            dir.join(BEST_POLICY).display(),
+            b.eval_mean,
+            b.env_step
+        );
+    }
     Ok(())
 }
 
@@ -195,6 +214,25 @@ pub fn train_with_env(
         (make_agent(cfg, env.as_ref(), None)?, 0, 0, 0.0, Vec::new())
     };
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    // The best evaluation so far. On resume it comes from the checkpoint's records; a fresh run
+    // must not leave a previous run's best policy behind.
+    let mut best_eval = records
+        .iter()
+        .map(|r| r.eval_mean)
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !resume {
+        let stale = dir.join(BEST_POLICY);
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(KeelError::usage(format!(
+                    "cannot remove {}: {e}",
+                    stale.display()
+                )))
+            }
+            _ => {}
+        }
+    }
 
     let bar = if progress {
         ProgressBar::new(cfg.steps as u64)
@@ -239,6 +277,10 @@ pub fn train_with_env(
             let eval_seed = cfg.seed.wrapping_add(0x5EED_0000);
             let s = evaluate(&policy, eval_env.as_mut(), cfg.eval_episodes, eval_seed)?;
             last_eval = s.mean_return;
+            if s.mean_return > best_eval {
+                best_eval = s.mean_return;
+                write_atomic(&dir.join(BEST_POLICY), &blob)?;
+            }
             let stat = |k: &str, stats: &[(String, f64)]| {
                 stats.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1)
             };

@@ -175,9 +175,31 @@ fn train_is_deterministic_and_writes_all_outputs() {
         "curve.svg",
         "checkpoint.bin",
         "policy.keel",
+        "policy_best.keel",
     ] {
         assert!(a.join(f).exists(), "{f} missing");
     }
+    // policy_best.keel is the policy of the first best evaluation: re-evaluated with the
+    // training's evaluation seed (seed + 0x5EED0000) it gives that row's return exactly.
+    let means: Vec<f64> = metrics_without_wall(&a)[1..]
+        .iter()
+        .map(|row| row.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let best = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let seed = (7u64 + 0x5EED_0000).to_string();
+    let best_path = a.join("policy_best.keel");
+    let o = keel(&[
+        "eval",
+        best_path.to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--seed",
+        &seed,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["mean_return"].as_f64().unwrap(), best, "{means:?}");
     assert_eq!(metrics_without_wall(&a), metrics_without_wall(&b));
     assert_eq!(
         std::fs::read(a.join("policy.keel")).unwrap(),
@@ -217,6 +239,7 @@ fn resume_export_inspect_eval() {
     let m = metrics_without_wall(&run);
     assert_eq!(m.len(), 3, "{m:?}");
     assert!(m[2].starts_with("600,"), "{m:?}");
+    assert!(run.join("policy_best.keel").is_file());
 
     let exported = tmp.path().join("exported.keel");
     let o = keel(&["export", r, "--out", exported.to_str().unwrap()]);
