@@ -73,6 +73,18 @@ const CHECKPOINT: &str = "checkpoint.bin";
 /// is what a user wants to deploy.
 pub const BEST_POLICY: &str = "policy_best.keel";
 
+/// The evaluation whose policy is in [`BEST_POLICY`]: the first with the highest finite mean
+/// return (training replaces the file only on a strictly better one).
+fn first_best(records: &[EvalRecord]) -> Option<&EvalRecord> {
+    let mut best: Option<&EvalRecord> = None;
+    for r in records.iter().filter(|r| r.eval_mean.is_finite()) {
+        if best.is_none_or(|b| r.eval_mean > b.eval_mean) {
+            best = Some(r);
+        }
+    }
+    best
+}
+
 fn read_checkpoint(dir: &Path) -> Result<Checkpoint, KeelError> {
     let path = dir.join(CHECKPOINT);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -154,14 +166,7 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
         out.final_eval.std_return,
         out.final_eval.episodes
     );
-    // The first of the best, as train() keeps it.
-    let mut best: Option<&EvalRecord> = None;
-    for r in out.records.iter().filter(|r| r.eval_mean.is_finite()) {
-        if best.is_none_or(|b| r.eval_mean > b.eval_mean) {
-            best = Some(r);
-        }
-    }
-    if let Some(b) = best {
+    if let Some(b) = first_best(&out.records) {
         println!(
             "best:   {} (eval return {:.1} at env step {})",
             dir.join(BEST_POLICY).display(),
@@ -216,11 +221,7 @@ pub fn train_with_env(
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     // The best evaluation so far. On resume it comes from the checkpoint's records; a fresh run
     // must not leave a previous run's best policy behind.
-    let mut best_eval = records
-        .iter()
-        .map(|r| r.eval_mean)
-        .filter(|v| v.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let mut best_eval = first_best(&records).map_or(f64::NEG_INFINITY, |r| r.eval_mean);
     if !resume {
         let stale = dir.join(BEST_POLICY);
         match std::fs::remove_file(&stale) {
