@@ -240,6 +240,13 @@ pub struct SacConfig {
     pub critic_hidden: Vec<usize>,
     /// Clip the global gradient norm of each network to this value (None = no clipping).
     pub max_grad_norm: Option<f32>,
+    /// Correlation in time of the exploration noise in the real env, in [0, 1): 0 draws it
+    /// afresh every step (SAC's usual white noise); rho > 0 makes it an AR(1) process
+    /// e <- rho e + sqrt(1 - rho^2) w, still standard normal at every step but pushing the
+    /// same way for about 1 / (1 - rho) steps. It also shapes the random warm-up actions
+    /// (uniform in the box at every step either way). Plants whose reward needs a sustained
+    /// push to be found at all (mountaincar) need it; others are best left white.
+    pub noise_correlation: f32,
 }
 
 impl Default for SacConfig {
@@ -261,6 +268,7 @@ impl Default for SacConfig {
             actor_hidden: vec![64, 64],
             critic_hidden: vec![256, 256],
             max_grad_norm: None,
+            noise_correlation: 0.0,
         }
     }
 }
@@ -270,8 +278,13 @@ impl SacConfig {
     pub fn for_env(env: &str) -> Self {
         let base = Self::default();
         match env {
+            // The flag's +100 is only seen by rocking the car for hundreds of steps, which white
+            // noise almost never does: of 200 warm-up episodes (uniform random actions), 1
+            // reached the flag with independent draws, 170 with rho = 0.95 (163 at 0.9, 147 at
+            // 0.98; `sac::explore`'s test counts 40).
             "mountaincar" => Self {
                 learning_starts: 5_000,
+                noise_correlation: 0.95,
                 ..base
             },
             "cartpole-swingup" => Self {
@@ -444,6 +457,10 @@ impl TrainConfig {
             ),
             (s.init_alpha > 0.0, "sac.init_alpha must be > 0"),
             (
+                (0.0..1.0).contains(&s.noise_correlation),
+                "sac.noise_correlation must be in [0, 1)",
+            ),
+            (
                 s.actor_hidden
                     .iter()
                     .chain(&s.critic_hidden)
@@ -571,5 +588,7 @@ mod tests {
         assert!(e.contains("line 1") && e.contains("seed"), "{e}");
         let e = TrainConfig::from_toml("[sac]\ngamma = 2.0\n", None, None).unwrap_err();
         assert!(e.contains("sac.gamma"), "{e}");
+        let e = TrainConfig::from_toml("[sac]\nnoise_correlation = 1.0\n", None, None).unwrap_err();
+        assert!(e.contains("sac.noise_correlation"), "{e}");
     }
 }

@@ -8,6 +8,7 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
+use super::explore::ExplorationNoise;
 use super::gaussian::SquashedGaussian;
 use super::robust::{self, RobustScratch};
 use crate::config::{Attack, LipschitzConfig, RobustForm, SacConfig};
@@ -136,6 +137,8 @@ pub struct SacLearner {
     min_dy: Vec<f32>,
     one_obs: Vec<f32>,
     one_eps: Vec<f32>,
+    /// Draws behind the real env's actions (`SacConfig::noise_correlation`).
+    noise: ExplorationNoise,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +151,7 @@ struct LearnerState {
     log_alpha: f32,
     alpha_adam: (f32, f32, i32),
     updates: u64,
+    noise: Vec<f32>,
 }
 
 fn mlp_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
@@ -250,6 +254,7 @@ impl SacLearner {
             min_dy: vec![0.0; b],
             one_obs: vec![0.0; obs_dim],
             one_eps: vec![0.0; act_dim],
+            noise: ExplorationNoise::new(cfg.noise_correlation, act_dim),
         }
     }
 
@@ -311,25 +316,18 @@ impl SacLearner {
         &self.q
     }
 
-    /// A stochastic action for one observation.
-    pub fn sample_action<R: Rng>(&mut self, obs: &[f32], action: &mut [f32], rng: &mut R) {
-        self.one_obs.copy_from_slice(obs);
-        for e in self.one_eps.iter_mut() {
-            *e = rng.sample(StandardNormal);
-        }
-        let raw = self.actor.predict(&self.one_obs, 1);
-        self.head.sample(raw, &self.one_eps, action);
-    }
-
     /// The action for the real env: uniform in the action box while `warmup` (before learning
-    /// starts), then sampled from the policy.
+    /// starts), then sampled from the policy; either way driven by the exploration noise
+    /// (white, or correlated in time: `SacConfig::noise_correlation`).
     pub fn explore<R: Rng>(&mut self, obs: &[f32], action: &mut [f32], warmup: bool, rng: &mut R) {
         if warmup {
-            for ((a, lo), hi) in action.iter_mut().zip(&self.low).zip(&self.high) {
-                *a = rng.random_range(*lo..*hi);
-            }
+            self.noise
+                .uniform_action(&self.low, &self.high, action, rng);
         } else {
-            self.sample_action(obs, action, rng);
+            self.one_obs.copy_from_slice(obs);
+            let eps = self.noise.next(rng);
+            let raw = self.actor.predict(&self.one_obs, 1);
+            self.head.sample(raw, eps, action);
         }
     }
 
@@ -676,6 +674,7 @@ impl SacLearner {
             log_alpha: self.log_alpha,
             alpha_adam: self.alpha_adam,
             updates: self.updates,
+            noise: self.noise.state().to_vec(),
         };
         postcard::to_stdvec(&st)
             .map_err(|e| KeelError::internal(format!("cannot serialize learner: {e}")))
@@ -711,6 +710,9 @@ impl SacLearner {
         self.log_alpha = st.log_alpha;
         self.alpha_adam = st.alpha_adam;
         self.updates = st.updates;
+        if !self.noise.load_state(st.noise) {
+            return Err(bad("exploration noise size"));
+        }
         Ok(())
     }
 }

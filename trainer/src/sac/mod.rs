@@ -3,6 +3,7 @@
 //! All hyperparameters are in [`crate::config::SacConfig`].
 //!
 //! The model-based trainer reuses [`SacLearner::update`] on batches that mix real and model data.
+pub mod explore;
 pub mod gaussian;
 mod learner;
 pub mod robust;
