@@ -16,9 +16,10 @@ use rand_distr::StandardNormal;
 #[derive(Clone, Debug)]
 pub struct ExplorationNoise {
     rho: f32,
-    /// The AR(1) state, one per action dimension; empty before the first correlated draw.
+    /// The AR(1) state, one per action dimension (the latest correlated draws); empty before
+    /// the first one.
     state: Vec<f32>,
-    /// The latest draws.
+    /// The latest white draws (its length is the action dimension).
     draws: Vec<f32>,
 }
 
@@ -42,21 +43,21 @@ impl ExplorationNoise {
             for e in self.draws.iter_mut() {
                 *e = rng.sample(StandardNormal);
             }
-        } else if self.state.len() != self.draws.len() {
+            return &self.draws;
+        }
+        if self.state.len() != self.draws.len() {
             // Start in the stationary distribution: standard normal.
             self.state = (0..self.draws.len())
                 .map(|_| rng.sample(StandardNormal))
                 .collect();
-            self.draws.copy_from_slice(&self.state);
         } else {
             let fresh = (1.0 - self.rho * self.rho).sqrt();
             for e in self.state.iter_mut() {
                 let w: f32 = rng.sample(StandardNormal);
                 *e = self.rho * *e + fresh * w;
             }
-            self.draws.copy_from_slice(&self.state);
         }
-        &self.draws
+        &self.state
     }
 
     /// A uniform random action in `[low, high]`: drawn directly with white noise (as SAC's
