@@ -213,6 +213,9 @@ pub struct Row {
     pub eval_std: f64,
     /// Mean ||dQ/ds|| over replay states (absent or NaN: `None`).
     pub lip_grad_mean: Option<f64>,
+    /// The critic's certified Lipschitz bound, the product of its layers' spectral norms (times
+    /// the Q scale under spectral normalization).
+    pub lip_layer_bound: Option<f64>,
     /// Seconds spent training and running the dynamics model so far (`None` without a model).
     pub model_s: Option<f64>,
 }
@@ -225,6 +228,7 @@ pub fn parse_metrics(text: &str) -> Result<Vec<Row>, String> {
     let need = |name: &str| col(name).ok_or(format!("no column '{name}'"));
     let (step_i, wall_i, mean_i) = (need("env_step")?, need("wall_s")?, need("eval_mean")?);
     let (std_i, lip_i) = (col("eval_std"), col("lip_grad_mean"));
+    let bound_i = col("lip_layer_bound");
     let (train_i, pred_i) = (col("model_train_s"), col("model_predict_s"));
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
@@ -251,6 +255,7 @@ pub fn parse_metrics(text: &str) -> Result<Vec<Row>, String> {
             eval_mean: num(mean_i)?,
             eval_std: opt(std_i).unwrap_or(f64::NAN),
             lip_grad_mean: opt(lip_i),
+            lip_layer_bound: opt(bound_i),
             model_s,
         });
     }
@@ -338,6 +343,7 @@ struct Summary {
     final_mean: f64,
     final_std: f64,
     lip: Option<f64>,
+    bound: Option<f64>,
     model_s: Option<f64>,
     wall_s: f64,
 }
@@ -353,6 +359,7 @@ fn summarize(rows: &[Row], threshold: Option<f64>) -> Option<Summary> {
         final_mean: last.eval_mean,
         final_std: last.eval_std,
         lip: last.lip_grad_mean,
+        bound: last.lip_layer_bound,
         model_s: last.model_s,
         wall_s: last.wall_s,
     })
@@ -523,9 +530,12 @@ mod tests {
         assert_eq!(rows[0].lip_grad_mean, None);
         assert_eq!(rows[1].lip_grad_mean, Some(42.0));
         assert_eq!(rows[1].model_s, None);
-        let mbpo = "eval_mean,env_step,wall_s,model_predict_s,model_train_s\n-100,250,2,0.5,1\n";
+        assert_eq!(rows[1].lip_layer_bound, None);
+        let mbpo = "eval_mean,env_step,wall_s,model_predict_s,model_train_s,lip_layer_bound\n\
+                    -100,250,2,0.5,1,3000\n";
         let rows = parse_metrics(mbpo).unwrap();
         assert_eq!((rows[0].env_step, rows[0].model_s), (250, Some(1.5)));
+        assert_eq!(rows[0].lip_layer_bound, Some(3000.0));
         assert!(parse_metrics("env_step,eval_mean\n1,2\n").is_err());
         assert!(parse_metrics("env_step,wall_s,eval_mean\nx,1,2\n").is_err());
         let s = summarize(&parse_metrics(sac).unwrap(), Some(-200.0)).unwrap();
