@@ -7,7 +7,8 @@
 #
 # Opt-in, never in CI: the first run creates tools/peers/.venv with stable-baselines3 and torch
 # (PyPI's torch is a ~3 GB download). Set KEEL_ONLY=1 to time Keel alone. THREADS=N (default 1)
-# gives both systems N threads (Keel's --threads, torch.set_num_threads).
+# gives both systems N threads (Keel's --threads, torch.set_num_threads). MATMUL=bf16 runs Keel's
+# large products in bf16 on AMX CPUs (`matmul = "bf16"`); SB3 stays f32 either way.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,8 +34,8 @@ TOML
 echo "system,env_step,wall_s,eval_mean,eval_std"
 for seed in "${seeds[@]}"; do
   out=$(mktemp -d)
-  "$root/target/release/keel" train --config "$cfg" --steps "$steps" --seed "$seed" --device cpu --threads "${THREADS:-1}" --out "$out" --quiet >/dev/null
-  tail -n +2 "$out/metrics.csv" | awk -F, '{printf "keel,%s,%s,%s,%s\n", $1, $2, $3, $4}'
+  "$root/target/release/keel" train --config "$cfg" --steps "$steps" --seed "$seed" --device cpu --threads "${THREADS:-1}" --matmul "${MATMUL:-f32}" --out "$out" --quiet >/dev/null
+  tail -n +2 "$out/metrics.csv" | awk -F, -v sys="keel-${MATMUL:-f32}" '{printf "%s,%s,%s,%s,%s\n", sys, $1, $2, $3, $4}'
 done
 
 if [[ -z ${KEEL_ONLY:-} ]]; then

@@ -4,11 +4,15 @@
 //! - `sac_update/*`: one `SacLearner::update` at SB3's sizes on Pendulum shapes (obs 3,
 //!   action 1): targets, both critic steps, the actor and temperature steps, Polyak updates.
 //!   `robust_sn` adds spectral norm on the critics and the robust term on 32 rows (MBPO's
-//!   defaults). `KEEL_THREADS=2` gives it two threads.
+//!   defaults). `KEEL_THREADS=2` gives it two threads, `KEEL_MATMUL=bf16` bf16 products (AMX).
+//! - `gemm/*`: one 256x256x256 product in each storage order the MLP passes use (forward
+//!   `X W^T`, input gradient `dZ W`, weight gradient `dZ^T X`), f32 and, on AMX CPUs, bf16.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use keel_trainer::config::{LipschitzChoice, LipschitzConfig, SacConfig};
-use keel_trainer::nn::{Activation, Adam, AdamConfig, CpuBackend, Mlp, MlpConfig};
+use keel_trainer::nn::{
+    bf16, Activation, Adam, AdamConfig, Backend, CpuBackend, Mat, MatMut, Mlp, MlpConfig,
+};
 use keel_trainer::replay::Batch;
 use keel_trainer::sac::SacLearner;
 use rand::{Rng, SeedableRng};
@@ -115,6 +119,9 @@ fn sac(c: &mut Criterion) {
     {
         keel_trainer::nn::threads::set_threads(n);
     }
+    if std::env::var("KEEL_MATMUL").is_ok_and(|v| v == "bf16") {
+        bf16::set_enabled(true).expect("KEEL_MATMUL=bf16");
+    }
     let mut g = c.benchmark_group("sac_update");
     for (name, sn_robust) in [("plain", false), ("robust_sn", true)] {
         let mut sac = Sac::new(sn_robust);
@@ -123,9 +130,43 @@ fn sac(c: &mut Criterion) {
     g.finish();
 }
 
+fn gemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gemm");
+    let mut rng = Pcg64::seed_from_u64(1);
+    let (a, b) = (random(&mut rng, B * B), random(&mut rng, B * B));
+    let mut out = vec![0.0f32; B * B];
+    let modes: &[bool] = if bf16::available() {
+        &[false, true]
+    } else {
+        eprintln!("gemm/bf16_*: skipped, this CPU has no AMX bf16");
+        &[false]
+    };
+    for &on in modes {
+        for (order, ta, tb) in [
+            ("xwt", false, true),
+            ("dzw", false, false),
+            ("dztx", true, false),
+        ] {
+            let name = format!("{}_{order}", if on { "bf16" } else { "f32" });
+            g.bench_function(name, |bench| {
+                bf16::set_enabled(on).unwrap();
+                bench.iter(|| {
+                    let (am, bm) = (Mat::new(&a, 0, B, B), Mat::new(&b, 0, B, B));
+                    let am = if ta { am.t() } else { am };
+                    let bm = if tb { bm.t() } else { bm };
+                    CpuBackend.gemm(1.0, am, bm, 0.0, MatMut::new(&mut out, 0, B, B));
+                    black_box(&out);
+                });
+                bf16::set_enabled(false).unwrap();
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(40).measurement_time(Duration::from_secs(6));
-    targets = single, sac
+    targets = single, sac, gemm
 }
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use keel_runtime::encode::{encode, PolicySpec};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TrainArgs;
-use crate::config::{Algo, Device, TrainConfig};
+use crate::config::{Algo, Device, Matmul, TrainConfig};
 use crate::env::{make_env, Env};
 use crate::error::KeelError;
 use crate::eval::{evaluate, load_policy, EvalSummary};
@@ -147,6 +147,9 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
         if let Some(s) = args.steps {
             cfg.steps = s;
         }
+        if let Some(m) = args.matmul {
+            cfg.matmul = m;
+        }
         (cfg, dir, true)
     } else {
         let cfg = args.resolve()?;
@@ -208,6 +211,8 @@ pub fn train_with_env(
         Device::Auto if progress => eprintln!("device: cpu (this build has no CUDA backend)"),
         _ => {}
     }
+    crate::nn::bf16::set_enabled(cfg.matmul == Matmul::Bf16)
+        .map_err(|e| KeelError::usage(format!("matmul = \"bf16\": {e}; use matmul = \"f32\"")))?;
     ensure_writable_dir(dir)?;
     let mut eval_env = env.box_clone();
 

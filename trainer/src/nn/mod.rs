@@ -39,6 +39,7 @@
 pub mod activation;
 mod adam;
 pub mod backend;
+pub mod bf16;
 mod cache;
 mod cpu;
 #[cfg(feature = "cuda")]

@@ -1,0 +1,658 @@
+//! Matrix products with bf16 inputs and f32 sums on Intel AMX (`matmul = "bf16"`, opt-in).
+//!
+//! What a bf16 product computes, the specification ([`reference`]): both operands are rounded to
+//! bf16 (round to nearest even), each product of two bf16 numbers is exact in f32, and the sums
+//! are f32. AMX's `TDPBF16PS` does this for a 16x16 f32 tile from a 16x32 bf16 tile of A and a
+//! 32x16 tile of B, at about 512 multiply-adds per cycle and core against 32 for AVX-512 FMA, so
+//! the 256x256x256 products of a SAC update at SB3's sizes stop dominating it. Only the order of
+//! the f32 sums (and AMX's flushing of subnormal bf16 inputs to zero) differs from the reference;
+//! `tests` bound the difference.
+//!
+//! Layout: A is packed row-major into bf16 (rows padded to a multiple of 32, k to a multiple of
+//! 32), B into AMX's pair-interleaved ("VNNI") layout: row `r` of the packed B holds, for every
+//! column `j`, the bf16 pair `(B[2r][j], B[2r+1][j])` as one u32. Each 32x32 block of C is four
+//! accumulator tiles (tmm0-3) fed by two A tiles (tmm4-5) and two B tiles (tmm6-7); the k loop
+//! runs in the same order for every block, so splitting C between threads gives the same bits.
+//!
+//! AMX needs the kernel's permission once per process (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which
+//! [`available`] asks for; on any other CPU or OS it answers false and the f32 path is used.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `x` rounded to the nearest bf16 (ties to even), as its 16 bits. NaN stays NaN (quiet).
+#[inline(always)]
+pub fn round_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    // Adding 0x7FFF plus the lowest kept bit rounds to nearest, ties to even; a carry into the
+    // exponent is the correct rounding up (to infinity past bf16's largest finite value).
+    let rounded = (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((b >> 16) | 0x40) as u16;
+    // A select, not a branch, so that the packing loops vectorize.
+    if x.is_nan() {
+        quiet_nan
+    } else {
+        rounded
+    }
+}
+
+/// The f32 value of a bf16.
+#[inline(always)]
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// Whether this CPU and OS run AMX bf16 products (checked once, then cached).
+pub fn available() -> bool {
+    imp::available()
+}
+
+/// Whether the CPU backend's large products run in bf16 (process-wide, like
+/// [`super::threads::set_threads`]; off unless [`set_enabled`] turned it on).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Products with a side shorter than this stay f32 even with bf16 on: an MLP's input and
+/// output layers (a few columns, padded to 32 in AMX tiles), where packing would be the work.
+pub const MIN_SIDE: usize = 32;
+
+/// Whether a product of these sizes runs in bf16 when bf16 is [`enabled`].
+pub fn worth_it(m: usize, n: usize, k: usize) -> bool {
+    m.min(n).min(k) >= MIN_SIDE
+}
+
+/// Turns bf16 products on or off for the CPU backend. Turning them on fails (and leaves them
+/// off) when AMX is not [`available`].
+pub fn set_enabled(on: bool) -> Result<(), &'static str> {
+    if on && !available() {
+        ENABLED.store(false, Ordering::Relaxed);
+        return Err(
+            "bf16 matmul needs a CPU with AMX-BF16 (Intel Xeon 4th generation or later) \
+                    on Linux; this machine has none",
+        );
+    }
+    ENABLED.store(on, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether [`set_enabled`] turned bf16 products on.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The specification of a bf16 product: `C = alpha op(A) op(B) + beta C` on row-major C, with
+/// op(A) `m x k` at element strides (`rsa`, `csa`) and op(B) `k x n` at (`rsb`, `csb`). With
+/// `beta == 0` C is overwritten (not read), as in the f32 path.
+#[allow(clippy::too_many_arguments)]
+pub fn reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f32;
+            for p in 0..k {
+                let x = bf16_to_f32(round_bf16(a[i * rsa + p * csa]));
+                let y = bf16_to_f32(round_bf16(b[p * rsb + j * csb]));
+                s += x * y;
+            }
+            let cij = &mut c[i * n + j];
+            *cij = if beta == 0.0 {
+                alpha * s
+            } else {
+                alpha * s + beta * *cij
+            };
+        }
+    }
+}
+
+/// [`reference`]'s product on AMX. Returns false (and touches nothing) when AMX is not
+/// [`available`]; the caller then runs its f32 product.
+///
+/// # Safety
+/// The pointers must describe valid matrices of the stated shapes and element strides, C (row
+/// stride `rsc`, unit column stride) must not overlap A or B, and nothing else may access C
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: (*const f32, isize, isize),
+    b: (*const f32, isize, isize),
+    beta: f32,
+    c: (*mut f32, isize),
+) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: forwarded from the caller; AMX is available.
+    unsafe { imp::gemm(m, n, k, alpha, a, b, beta, c) };
+    true
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use std::arch::asm;
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+
+    use super::round_bf16;
+
+    /// Rows of a tile (and f32 or u32 columns of a 64-byte tile row).
+    const T: usize = 16;
+    /// Side of the C block that one pass over k computes (2 x 2 tiles).
+    const BLOCK: usize = 2 * T;
+    /// k per `TDPBF16PS` (64 bytes of bf16 per tile row).
+    const KT: usize = 32;
+
+    pub fn available() -> bool {
+        static OK: OnceLock<bool> = OnceLock::new();
+        *OK.get_or_init(|| {
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that Rust targets.
+            let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+            let amx_bf16 = leaf7.edx & (1 << 22) != 0;
+            let amx_tile = leaf7.edx & (1 << 24) != 0;
+            // The packing is vectorized with AVX-512 (every AMX CPU has it).
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl");
+            if !(amx_bf16 && amx_tile && avx512) {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: asks the kernel for AMX tile state for this process; no memory is passed.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            };
+            r == 0
+        })
+    }
+
+    /// Packed operands and a C block, per thread, grown once and reused (no allocation in a
+    /// training loop after the first products).
+    struct Scratch {
+        a: Vec<u16>,
+        b: Vec<u32>,
+        a_tmp: Vec<u16>,
+        b_tmp: Vec<u32>,
+        c: [f32; BLOCK * BLOCK],
+    }
+
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = const {
+            RefCell::new(Scratch {
+                a: Vec::new(),
+                b: Vec::new(),
+                a_tmp: Vec::new(),
+                b_tmp: Vec::new(),
+                c: [0.0; BLOCK * BLOCK],
+            })
+        };
+    }
+
+    /// The 64-byte tile configuration: palette 1, eight tiles of 16 rows x 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    const CONFIG: TileConfig = {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        let mut t = 0;
+        while t < 8 {
+            c[16 + 2 * t] = 64; // bytes per row (u16, little end first)
+            c[48 + t] = T as u8; // rows
+            t += 1;
+        }
+        TileConfig(c)
+    };
+
+    /// `dst[i] = bf16(src[i])`, vectorized: AMX CPUs all have AVX-512 (checked in
+    /// [`available`]), and the crate is built for baseline x86-64.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn convert(src: &[f32], dst: &mut [u16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = round_bf16(*s);
+        }
+    }
+
+    /// `dst[i] = (bf16(lo[i]), bf16(hi[i]))` as one u32, low half first.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn convert_pairs(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+        for ((d, l), h) in dst.iter_mut().zip(lo).zip(hi) {
+            *d = u32::from(round_bf16(*l)) | (u32::from(round_bf16(*h)) << 16);
+        }
+    }
+
+    /// `dst[i] = (bf16(src[2i]), bf16(src[2i + 1]))`; an odd last element pairs with zero.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn convert_adjacent(src: &[f32], dst: &mut [u32]) {
+        let pairs = src.chunks_exact(2);
+        let last = pairs.remainder().first().map(|x| u32::from(round_bf16(*x)));
+        let full = src.len() / 2;
+        let (head, rest) = dst.split_at_mut(full.min(dst.len()));
+        for (d, p) in head.iter_mut().zip(pairs) {
+            *d = u32::from(round_bf16(p[0])) | (u32::from(round_bf16(p[1])) << 16);
+        }
+        if let (Some(d), Some(l)) = (rest.first_mut(), last) {
+            *d = l;
+        }
+    }
+
+    /// Line `i` of a matrix stored with element strides: `len` elements `base + i * line + t`.
+    ///
+    /// # Safety
+    /// Those elements must be valid.
+    unsafe fn line<'a>(base: *const f32, i: usize, line: isize, len: usize) -> &'a [f32] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(base.offset(i as isize * line), len) }
+    }
+
+    /// Index of op(A)'s element (i, p) in the packed A: tiles of 16 rows x 32 bf16 stored
+    /// whole (1 KiB each, row blocks outer, k blocks inner), so that a tile load reads one
+    /// contiguous KiB. (Rows of a row-major packing are a power of two apart, and a tile's 16
+    /// rows then fall into a few cache sets: loads stalled on conflict misses.)
+    #[inline(always)]
+    fn a_index(i: usize, p: usize, kp: usize) -> usize {
+        ((i / T) * (kp / KT) + p / KT) * (T * KT) + (i % T) * KT + p % KT
+    }
+
+    /// Index of pair-row r, column j in the packed B: tiles of 16 pair-rows x 16 columns (u32),
+    /// stored whole (k blocks outer, column blocks inner).
+    #[inline(always)]
+    fn b_index(r: usize, j: usize, np: usize) -> usize {
+        ((r / T) * (np / T) + j / T) * (T * T) + (r % T) * T + j % T
+    }
+
+    /// Packs op(A) (`m x k` at strides `rs`, `cs`, one of them 1) into 16 x 32 bf16 tiles
+    /// ([`a_index`]), zero padded to `mp x kp`. `tmp` holds a strip of 16 rows when op(A) is
+    /// stored transposed (the output gradient in a weight gradient).
+    ///
+    /// # Safety
+    /// `a` must be valid for every element of op(A).
+    unsafe fn pack_a(
+        dst: &mut [u16],
+        tmp: &mut Vec<u16>,
+        (a, rs, cs): (*const f32, isize, isize),
+        (m, k, mp, kp): (usize, usize, usize, usize),
+    ) {
+        if m != mp || k != kp {
+            dst.fill(0);
+        }
+        if cs == 1 {
+            for i in 0..m {
+                // SAFETY: row i of op(A) is k contiguous elements.
+                let src = unsafe { line(a, i, rs, k) };
+                for (c, chunk) in src.chunks(KT).enumerate() {
+                    let at = a_index(i, c * KT, kp);
+                    // SAFETY: AVX-512 checked in `available`.
+                    unsafe { convert(chunk, &mut dst[at..at + chunk.len()]) };
+                }
+            }
+            return;
+        }
+        // Stored transposed (rs == 1): column p of op(A) is contiguous. Convert a strip of 16
+        // rows for every p, then write it out row by row.
+        tmp.resize(k * T, 0);
+        for i0 in (0..m).step_by(T) {
+            let h = T.min(m - i0);
+            for (p, t) in tmp.chunks_exact_mut(T).enumerate() {
+                // SAFETY: elements (i0..i0 + h, p) of op(A); AVX-512 checked.
+                unsafe { convert(line(a.offset(i0 as isize * rs), p, cs, h), &mut t[..h]) };
+            }
+            for ii in 0..h {
+                for (p, t) in tmp.chunks_exact(T).enumerate() {
+                    dst[a_index(i0 + ii, p, kp)] = t[ii];
+                }
+            }
+        }
+    }
+
+    /// Packs op(B) (`k x n` at strides `rs`, `cs`, one of them 1) into pair-interleaved tiles
+    /// ([`b_index`]), zero padded to `kp / 2` pair-rows x `np`. `tmp` holds a strip of 16
+    /// columns when op(B) is stored transposed (a weight matrix in a forward pass).
+    ///
+    /// # Safety
+    /// `b` must be valid for every element of op(B).
+    unsafe fn pack_b(
+        dst: &mut [u32],
+        tmp: &mut Vec<u32>,
+        (b, rs, cs): (*const f32, isize, isize),
+        (k, n, kp, np): (usize, usize, usize, usize),
+    ) {
+        if n != np || k != kp {
+            dst.fill(0);
+        }
+        let half = k.div_ceil(2);
+        if cs == 1 {
+            for r in 0..half {
+                // SAFETY: rows 2r and (when < k) 2r + 1 of op(B) are n contiguous elements.
+                let lo = unsafe { line(b, 2 * r, rs, n) };
+                let hi = (2 * r + 1 < k).then(|| unsafe { line(b, 2 * r + 1, rs, n) });
+                for (c, l) in lo.chunks(T).enumerate() {
+                    let at = b_index(r, c * T, np);
+                    let d = &mut dst[at..at + l.len()];
+                    match hi {
+                        // SAFETY: AVX-512 checked in `available`.
+                        Some(hi) => unsafe { convert_pairs(l, &hi[c * T..], d) },
+                        None => {
+                            for (d, l) in d.iter_mut().zip(l) {
+                                *d = u32::from(round_bf16(*l));
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        // Stored transposed (rs == 1): column j of op(B) is contiguous, so its pairs are
+        // adjacent elements. Convert 16 columns, then write them into their tile rows.
+        tmp.resize(half * T, 0);
+        for j0 in (0..n).step_by(T) {
+            let w = T.min(n - j0);
+            for (jj, t) in tmp.chunks_exact_mut(half).take(w).enumerate() {
+                // SAFETY: column j0 + jj of op(B), k elements; AVX-512 checked.
+                unsafe { convert_adjacent(line(b, j0 + jj, cs, k), t) };
+            }
+            for r in 0..half {
+                let at = b_index(r, j0, np);
+                for (jj, d) in dst[at..at + w].iter_mut().enumerate() {
+                    *d = tmp[jj * half + r];
+                }
+            }
+        }
+    }
+
+    /// One row of a C block: `c = alpha acc (+ beta c)`; with beta 0, C is not read.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn store_row(c: &mut [f32], acc: &[f32], alpha: f32, beta: f32) {
+        if beta == 0.0 {
+            for (cv, s) in c.iter_mut().zip(acc) {
+                *cv = alpha * s;
+            }
+        } else {
+            for (cv, s) in c.iter_mut().zip(acc) {
+                *cv = alpha * s + beta * *cv;
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`super::gemm`], and AMX must be available.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        beta: f32,
+        (c, rsc): (*mut f32, isize),
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        let (mp, np, kp) = (
+            m.next_multiple_of(BLOCK),
+            n.next_multiple_of(BLOCK),
+            k.max(1).next_multiple_of(KT),
+        );
+        SCRATCH.with_borrow_mut(|s| {
+            if s.a.len() < mp * kp {
+                s.a.resize(mp * kp, 0);
+            }
+            if s.b.len() < kp / 2 * np {
+                s.b.resize(kp / 2 * np, 0);
+            }
+            let ap = &mut s.a[..mp * kp];
+            let bp = &mut s.b[..kp / 2 * np];
+            // SAFETY: the caller's contract covers every element read.
+            unsafe {
+                pack_a(ap, &mut s.a_tmp, a, (m, k, mp, kp));
+                pack_b(bp, &mut s.b_tmp, b, (k, n, kp, np));
+            }
+            let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
+            let (a_tiles, b_tiles) = (kp / KT, np / T); // tiles per row block / per k block
+            let tile_row = 64usize; // bytes per tile row, packed and in `out` halves
+            let out = &mut s.c;
+            // SAFETY: CONFIG is a valid palette-1 configuration; every tile load reads one
+            // whole packed tile (1 KiB) inside `ap` / `bp` (row, column and k blocks stay below
+            // mp, np and kp), every store writes 16 rows of 64 bytes inside `out` (a 32 x 32
+            // f32 block, rows 128 bytes apart); C rows and columns written are below m and n.
+            unsafe {
+                asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack));
+                for ib in (0..mp / T).step_by(2) {
+                    for jb in (0..np / T).step_by(2) {
+                        asm!(
+                            "tilezero tmm0",
+                            "tilezero tmm1",
+                            "tilezero tmm2",
+                            "tilezero tmm3",
+                            options(nostack, nomem)
+                        );
+                        for kb in 0..a_tiles {
+                            let a0 = ap.add((ib * a_tiles + kb) * T * KT);
+                            let a1 = a0.add(a_tiles * T * KT);
+                            let b0 = bp.add((kb * b_tiles + jb) * T * T);
+                            let b1 = b0.add(T * T);
+                            asm!(
+                                "tileloadd tmm4, [{a0} + {s}*1]",
+                                "tileloadd tmm6, [{b0} + {s}*1]",
+                                "tileloadd tmm7, [{b1} + {s}*1]",
+                                "tdpbf16ps tmm0, tmm4, tmm6",
+                                "tileloadd tmm5, [{a1} + {s}*1]",
+                                "tdpbf16ps tmm1, tmm4, tmm7",
+                                "tdpbf16ps tmm2, tmm5, tmm6",
+                                "tdpbf16ps tmm3, tmm5, tmm7",
+                                a0 = in(reg) a0,
+                                a1 = in(reg) a1,
+                                b0 = in(reg) b0,
+                                b1 = in(reg) b1,
+                                s = in(reg) tile_row,
+                                options(nostack, readonly)
+                            );
+                        }
+                        let o = out.as_mut_ptr();
+                        asm!(
+                            "tilestored [{o0} + {s}*1], tmm0",
+                            "tilestored [{o1} + {s}*1], tmm1",
+                            "tilestored [{o2} + {s}*1], tmm2",
+                            "tilestored [{o3} + {s}*1], tmm3",
+                            o0 = in(reg) o,
+                            o1 = in(reg) o.add(T),
+                            o2 = in(reg) o.add(T * BLOCK),
+                            o3 = in(reg) o.add(T * BLOCK + T),
+                            s = in(reg) BLOCK * 4,
+                            options(nostack)
+                        );
+                        // The valid part of the block into C.
+                        let (i, j) = (ib * T, jb * T);
+                        let rows = BLOCK.min(m.saturating_sub(i));
+                        let cols = BLOCK.min(n.saturating_sub(j));
+                        for (r, acc) in out.chunks_exact(BLOCK).take(rows).enumerate() {
+                            let crow = std::slice::from_raw_parts_mut(
+                                c.offset((i + r) as isize * rsc).add(j),
+                                cols,
+                            );
+                            store_row(crow, acc, alpha, beta);
+                        }
+                    }
+                }
+                asm!("tilerelease", options(nostack, nomem));
+            }
+        });
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    pub fn available() -> bool {
+        false
+    }
+
+    /// Never called: [`super::gemm`] checks [`available`] first.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm(
+        _: usize,
+        _: usize,
+        _: usize,
+        _: f32,
+        _: (*const f32, isize, isize),
+        _: (*const f32, isize, isize),
+        _: f32,
+        _: (*mut f32, isize),
+    ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(round_bf16(1.0), 0x3F80);
+        // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even (1.0).
+        assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 0x3F80);
+        // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up to even.
+        assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 0x3F82);
+        assert_eq!(round_bf16(1.0 + 1.0 / 256.0 + 1e-6), 0x3F81);
+        assert_eq!(round_bf16(-2.5), 0xC020);
+        assert_eq!(
+            round_bf16(f32::MAX),
+            0x7F80,
+            "past bf16's largest finite: infinity"
+        );
+        assert_eq!(round_bf16(f32::INFINITY), 0x7F80);
+        assert!(bf16_to_f32(round_bf16(f32::NAN)).is_nan());
+        for x in [0.0f32, -0.0, 3.0, 0.5, -1.5e-3, 7.0e20] {
+            let r = bf16_to_f32(round_bf16(x));
+            assert!((r - x).abs() <= x.abs() / 256.0, "{x} -> {r}");
+        }
+    }
+
+    fn random(rng: &mut rand_pcg::Pcg64, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    /// AMX against the reference on shapes with every edge case (partial tiles in m, n and k,
+    /// odd k, k = 1, transposed operands, alpha and beta), and against f32 arithmetic.
+    #[test]
+    fn amx_matches_the_reference() {
+        if !available() {
+            eprintln!("SKIPPED amx_matches_the_reference: this CPU or OS has no AMX bf16");
+            return;
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (16, 16, 32),
+            (17, 33, 31),
+            (64, 1, 256),
+            (1, 64, 256),
+            (256, 256, 256),
+            (40, 70, 65),
+        ];
+        for &(m, n, k) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (-2.0, 0.25)] {
+                    let a = random(&mut rng, m * k);
+                    let b = random(&mut rng, k * n);
+                    let c0 = random(&mut rng, m * n);
+                    // Row-major storage of A (m x k) or of A^T (k x m), likewise B.
+                    let sa = if ta { (1, m) } else { (k, 1) };
+                    let sb = if tb { (1, k) } else { (n, 1) };
+                    let mut want = c0.clone();
+                    reference(m, n, k, alpha, &a, sa, &b, sb, beta, &mut want);
+                    let mut got = c0.clone();
+                    let ok = unsafe {
+                        gemm(
+                            m,
+                            n,
+                            k,
+                            alpha,
+                            (a.as_ptr(), sa.0 as isize, sa.1 as isize),
+                            (b.as_ptr(), sb.0 as isize, sb.1 as isize),
+                            beta,
+                            (got.as_mut_ptr(), n as isize),
+                        )
+                    };
+                    assert!(ok);
+                    let mut f32_c = c0.clone();
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 = (0..k)
+                                .map(|p| {
+                                    f64::from(a[i * sa.0 + p * sa.1])
+                                        * f64::from(b[p * sb.0 + j * sb.1])
+                                })
+                                .sum();
+                            let c = &mut f32_c[i * n + j];
+                            *c = (f64::from(alpha) * dot + f64::from(beta) * f64::from(*c)) as f32;
+                        }
+                    }
+                    let case = format!("{m}x{n}x{k} ta {ta} tb {tb} alpha {alpha} beta {beta}");
+                    for ((g, w), f) in got.iter().zip(&want).zip(&f32_c) {
+                        // Same products, f32 sums in another order: a few ulps of the sum of
+                        // |terms| (each term < 1 here, so k bounds that sum).
+                        let scale = alpha.abs() * k as f32 + beta.abs();
+                        assert!((g - w).abs() <= 1e-6 * scale, "{case}: amx {g} ref {w}");
+                        // Against f32 inputs: bf16 rounding of both, 2^-8 each, summed.
+                        assert!(
+                            (g - f).abs() <= 2.0 / 256.0 * scale,
+                            "{case}: amx {g} f32 {f}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Splitting C between threads must not change a bit: a block's sums do not depend on
+    /// which other rows or columns are in the same call.
+    #[test]
+    fn amx_rows_are_independent_of_the_split() {
+        if !available() {
+            eprintln!("SKIPPED amx_rows_are_independent_of_the_split: no AMX bf16");
+            return;
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(8);
+        let (m, n, k) = (96, 80, 200);
+        let a = random(&mut rng, m * k);
+        let b = random(&mut rng, k * n);
+        let run = |rows: std::ops::Range<usize>, out: &mut [f32]| unsafe {
+            gemm(
+                rows.len(),
+                n,
+                k,
+                1.0,
+                (a.as_ptr().add(rows.start * k), k as isize, 1),
+                (b.as_ptr(), n as isize, 1),
+                0.0,
+                (out.as_mut_ptr().add(rows.start * n), n as isize),
+            )
+        };
+        let mut whole = vec![0.0; m * n];
+        let mut split = vec![0.0; m * n];
+        run(0..m, &mut whole);
+        run(0..48, &mut split);
+        run(48..m, &mut split);
+        assert_eq!(whole, split);
+    }
+}
