@@ -290,8 +290,8 @@ impl SacConfig {
     pub fn for_env(env: &str) -> Self {
         let base = Self::default();
         match env {
-            // Two updates per step: seeds 0-2 first reach -200 at 3,500 / 2,000 / 3,500 env
-            // steps, against 4,500 / 3,500 / not by 5,000 with one (docs/benchmarks.md).
+            // Two updates per step: seeds 0-2 first reach -200 at 3,500 / 3,000 / 2,000 env
+            // steps, against 4,000 / 3,500 / not by 5,000 with one (docs/benchmarks.md).
             "pendulum" => Self {
                 updates_per_step: 2,
                 ..base

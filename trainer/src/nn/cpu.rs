@@ -1,6 +1,12 @@
 //! The CPU reference backend: `Vec<f32>` buffers, GEMM through the `gemm` crate (runtime-detected
-//! AVX2/FMA kernels), every other kernel a plain loop over zipped slices so LLVM vectorizes it
-//! and no per-element bounds check remains.
+//! AVX2/FMA kernels; with `matmul = "bf16"` large products go to `nn::bf16` on AMX), every other
+//! kernel a plain loop over zipped slices so LLVM vectorizes it and no per-element bounds check
+//! remains.
+//!
+//! Why `gemm` 0.18 and not 0.19's AVX-512 kernels (`x86-v4`): on an Intel Xeon with two 512-bit
+//! FMA units they made SAC at 2x256 1.5x faster, but they sum in another order, and every
+//! trajectory and benchmark in docs/benchmarks.md changes with that; the default Pendulum run
+//! (seed 0) then ended at -205.8 instead of solved. Taking them is a retuning job of its own.
 //!
 //! Why `gemm` and not `matrixmultiply` (what nalgebra calls for f32): `matrixmultiply` packs both
 //! operands on every call, which dominates the matrix-vector shapes of an MLP's output layer
