@@ -185,9 +185,9 @@ mod imp {
     /// Packed operands and a C block, per thread, grown once and reused (no allocation in a
     /// training loop after the first products).
     struct Scratch {
-        a: Vec<u16>,
+        a: Vec<u32>,
         b: Vec<u32>,
-        a_tmp: Vec<u16>,
+        a_tmp: Vec<u32>,
         b_tmp: Vec<u32>,
         c: [f32; BLOCK * BLOCK],
     }
@@ -220,25 +220,29 @@ mod imp {
         TileConfig(c)
     };
 
-    /// `dst[i] = bf16(src[i])`, vectorized: AMX CPUs all have AVX-512 (checked in
-    /// [`available`]), and the crate is built for baseline x86-64.
+    /// `dst[i] = (bf16(lo[i]), bf16(hi[i]))` as one u32, low half first (high half zero
+    /// without `hi`: the last row of an odd k). Vectorized: AMX CPUs all have AVX-512 (checked
+    /// in [`available`]), and the crate is built for baseline x86-64.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn convert(src: &[f32], dst: &mut [u16]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = round_bf16(*s);
-        }
-    }
-
-    /// `dst[i] = (bf16(lo[i]), bf16(hi[i]))` as one u32, low half first.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn convert_pairs(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
-        for ((d, l), h) in dst.iter_mut().zip(lo).zip(hi) {
-            *d = u32::from(round_bf16(*l)) | (u32::from(round_bf16(*h)) << 16);
+    #[inline]
+    fn convert_pairs(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
+        match hi {
+            Some(hi) => {
+                for ((d, l), h) in dst.iter_mut().zip(lo).zip(hi) {
+                    *d = u32::from(round_bf16(*l)) | (u32::from(round_bf16(*h)) << 16);
+                }
+            }
+            None => {
+                for (d, l) in dst.iter_mut().zip(lo) {
+                    *d = u32::from(round_bf16(*l));
+                }
+            }
         }
     }
 
     /// `dst[i] = (bf16(src[2i]), bf16(src[2i + 1]))`; an odd last element pairs with zero.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
     fn convert_adjacent(src: &[f32], dst: &mut [u32]) {
         let pairs = src.chunks_exact(2);
         let last = pairs.remainder().first().map(|x| u32::from(round_bf16(*x)));
@@ -261,123 +265,124 @@ mod imp {
         unsafe { std::slice::from_raw_parts(base.offset(i as isize * line), len) }
     }
 
-    /// Index of op(A)'s element (i, p) in the packed A: tiles of 16 rows x 32 bf16 stored
-    /// whole (1 KiB each, row blocks outer, k blocks inner), so that a tile load reads one
-    /// contiguous KiB. (Rows of a row-major packing are a power of two apart, and a tile's 16
-    /// rows then fall into a few cache sets: loads stalled on conflict misses.)
-    #[inline(always)]
-    fn a_index(i: usize, p: usize, kp: usize) -> usize {
-        ((i / T) * (kp / KT) + p / KT) * (T * KT) + (i % T) * KT + p % KT
+    /// Both packed operands are tiles of 16 rows x 16 u32 (one bf16 pair per u32), stored whole
+    /// (1 KiB each) so that a tile load reads one contiguous KiB. (Rows of a row-major packing
+    /// are a power of two apart, and a tile's 16 rows then fall into a few cache sets: loads
+    /// stalled on conflict misses.)
+    ///
+    /// Packed A: tile (row block ib, k block kb) at `(ib * kp / 32 + kb) * 256`; its row `ii`
+    /// holds the pairs (A[i][2q], A[i][2q + 1]) of row i = 16 ib + ii, for the 16 pairs q of
+    /// the k block. Packed B: tile (kb, column block jb) at `(kb * np / 16 + jb) * 256`; its row
+    /// `rr` holds the pairs (B[2r][j], B[2r + 1][j]) of pair-row r = 16 kb + rr for its 16
+    /// columns j (AMX's layout for B).
+    const TILE: usize = T * T;
+
+    /// `dst[a][b] = src[b * stride + a]` for a 16 x 16 block: one tile from 16 lines of `src`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn transpose_block(src: &[u32], stride: usize, dst: &mut [u32]) {
+        let src = &src[..15 * stride + T];
+        let dst = &mut dst[..TILE];
+        for (a, row) in dst.chunks_exact_mut(T).enumerate() {
+            for (b, d) in row.iter_mut().enumerate() {
+                *d = src[b * stride + a];
+            }
+        }
     }
 
-    /// Index of pair-row r, column j in the packed B: tiles of 16 pair-rows x 16 columns (u32),
-    /// stored whole (k blocks outer, column blocks inner).
-    #[inline(always)]
-    fn b_index(r: usize, j: usize, np: usize) -> usize {
-        ((r / T) * (np / T) + j / T) * (T * T) + (r % T) * T + j % T
-    }
-
-    /// Packs op(A) (`m x k` at strides `rs`, `cs`, one of them 1) into 16 x 32 bf16 tiles
-    /// ([`a_index`]), zero padded to `mp x kp`. `tmp` holds a strip of 16 rows when op(A) is
-    /// stored transposed (the output gradient in a weight gradient).
+    /// Packs op(A) (`m x k` at strides `rs`, `cs`, one of them 1) into tiles, zero padded to
+    /// `mp x kp`. `tmp` holds op(A)'s pairs column-major when op(A) is stored transposed (the
+    /// output gradient in a weight gradient), to be transposed a tile at a time.
     ///
     /// # Safety
-    /// `a` must be valid for every element of op(A).
+    /// `a` must be valid for every element of op(A), and the CPU must have AVX-512 (BW, VL).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn pack_a(
-        dst: &mut [u16],
-        tmp: &mut Vec<u16>,
+        dst: &mut [u32],
+        tmp: &mut Vec<u32>,
         (a, rs, cs): (*const f32, isize, isize),
         (m, k, mp, kp): (usize, usize, usize, usize),
     ) {
-        if m != mp || k != kp {
-            dst.fill(0);
-        }
+        let k_tiles = kp / KT;
         if cs == 1 {
+            if m != mp || k != kp {
+                dst.fill(0);
+            }
             for i in 0..m {
                 // SAFETY: row i of op(A) is k contiguous elements.
                 let src = unsafe { line(a, i, rs, k) };
-                for (c, chunk) in src.chunks(KT).enumerate() {
-                    let at = a_index(i, c * KT, kp);
-                    // SAFETY: AVX-512 checked in `available`.
-                    unsafe { convert(chunk, &mut dst[at..at + chunk.len()]) };
+                for (kb, chunk) in src.chunks(KT).enumerate() {
+                    let at = ((i / T) * k_tiles + kb) * TILE + (i % T) * T;
+                    convert_adjacent(chunk, &mut dst[at..at + T]);
                 }
             }
             return;
         }
-        // Stored transposed (rs == 1): column p of op(A) is contiguous. Convert a strip of 16
-        // rows for every p, then write it out row by row.
-        tmp.resize(k * T, 0);
-        for i0 in (0..m).step_by(T) {
-            let h = T.min(m - i0);
-            for (p, t) in tmp.chunks_exact_mut(T).enumerate() {
-                // SAFETY: elements (i0..i0 + h, p) of op(A); AVX-512 checked.
-                unsafe { convert(line(a.offset(i0 as isize * rs), p, cs, h), &mut t[..h]) };
-            }
-            for ii in 0..h {
-                for (p, t) in tmp.chunks_exact(T).enumerate() {
-                    dst[a_index(i0 + ii, p, kp)] = t[ii];
-                }
-            }
+        // Stored transposed (rs == 1): column p of op(A) is contiguous. tmp[r][i] holds the
+        // pair (A[i][2r], A[i][2r + 1]), rows of mp (zero padded), kp / 2 of them.
+        let half = k.div_ceil(2);
+        tmp.clear();
+        tmp.resize(kp / 2 * mp, 0);
+        for (r, row) in tmp.chunks_exact_mut(mp).take(half).enumerate() {
+            // SAFETY: columns 2r and (when < k) 2r + 1 of op(A) are m contiguous elements.
+            let lo = unsafe { line(a, 2 * r, cs, m) };
+            let hi = (2 * r + 1 < k).then(|| unsafe { line(a, 2 * r + 1, cs, m) });
+            convert_pairs(lo, hi, &mut row[..m]);
+        }
+        for (t, tile) in dst.chunks_exact_mut(TILE).enumerate() {
+            let (ib, kb) = (t / k_tiles, t % k_tiles);
+            transpose_block(&tmp[kb * T * mp + ib * T..], mp, tile);
         }
     }
 
-    /// Packs op(B) (`k x n` at strides `rs`, `cs`, one of them 1) into pair-interleaved tiles
-    /// ([`b_index`]), zero padded to `kp / 2` pair-rows x `np`. `tmp` holds a strip of 16
-    /// columns when op(B) is stored transposed (a weight matrix in a forward pass).
+    /// Packs op(B) (`k x n` at strides `rs`, `cs`, one of them 1) into tiles, zero padded to
+    /// `kp / 2` pair-rows x `np`. `tmp` holds op(B)'s pairs column by column when op(B) is
+    /// stored transposed (a weight matrix in a forward pass).
     ///
     /// # Safety
-    /// `b` must be valid for every element of op(B).
+    /// `b` must be valid for every element of op(B), and the CPU must have AVX-512 (BW, VL).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn pack_b(
         dst: &mut [u32],
         tmp: &mut Vec<u32>,
         (b, rs, cs): (*const f32, isize, isize),
         (k, n, kp, np): (usize, usize, usize, usize),
     ) {
-        if n != np || k != kp {
-            dst.fill(0);
-        }
         let half = k.div_ceil(2);
+        let n_tiles = np / T;
         if cs == 1 {
+            if n != np || k != kp {
+                dst.fill(0);
+            }
             for r in 0..half {
                 // SAFETY: rows 2r and (when < k) 2r + 1 of op(B) are n contiguous elements.
                 let lo = unsafe { line(b, 2 * r, rs, n) };
                 let hi = (2 * r + 1 < k).then(|| unsafe { line(b, 2 * r + 1, rs, n) });
-                for (c, l) in lo.chunks(T).enumerate() {
-                    let at = b_index(r, c * T, np);
-                    let d = &mut dst[at..at + l.len()];
-                    match hi {
-                        // SAFETY: AVX-512 checked in `available`.
-                        Some(hi) => unsafe { convert_pairs(l, &hi[c * T..], d) },
-                        None => {
-                            for (d, l) in d.iter_mut().zip(l) {
-                                *d = u32::from(round_bf16(*l));
-                            }
-                        }
-                    }
+                for (jb, l) in lo.chunks(T).enumerate() {
+                    let at = ((r / T) * n_tiles + jb) * TILE + (r % T) * T;
+                    let h = hi.map(|h| &h[jb * T..]);
+                    convert_pairs(l, h, &mut dst[at..at + l.len()]);
                 }
             }
             return;
         }
         // Stored transposed (rs == 1): column j of op(B) is contiguous, so its pairs are
-        // adjacent elements. Convert 16 columns, then write them into their tile rows.
-        tmp.resize(half * T, 0);
-        for j0 in (0..n).step_by(T) {
-            let w = T.min(n - j0);
-            for (jj, t) in tmp.chunks_exact_mut(half).take(w).enumerate() {
-                // SAFETY: column j0 + jj of op(B), k elements; AVX-512 checked.
-                unsafe { convert_adjacent(line(b, j0 + jj, cs, k), t) };
-            }
-            for r in 0..half {
-                let at = b_index(r, j0, np);
-                for (jj, d) in dst[at..at + w].iter_mut().enumerate() {
-                    *d = tmp[jj * half + r];
-                }
-            }
+        // adjacent elements. tmp[j][r] holds them, rows of kp / 2 (zero padded), np of them.
+        tmp.clear();
+        tmp.resize(np * (kp / 2), 0);
+        for (j, row) in tmp.chunks_exact_mut(kp / 2).take(n).enumerate() {
+            // SAFETY: column j of op(B), k elements.
+            convert_adjacent(unsafe { line(b, j, cs, k) }, row);
+        }
+        for (t, tile) in dst.chunks_exact_mut(TILE).enumerate() {
+            let (kb, jb) = (t / n_tiles, t % n_tiles);
+            transpose_block(&tmp[jb * T * (kp / 2) + kb * T..], kp / 2, tile);
         }
     }
 
     /// One row of a C block: `c = alpha acc (+ beta c)`; with beta 0, C is not read.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
     fn store_row(c: &mut [f32], acc: &[f32], alpha: f32, beta: f32) {
         if beta == 0.0 {
             for (cv, s) in c.iter_mut().zip(acc) {
@@ -412,15 +417,16 @@ mod imp {
             k.max(1).next_multiple_of(KT),
         );
         SCRATCH.with_borrow_mut(|s| {
-            if s.a.len() < mp * kp {
-                s.a.resize(mp * kp, 0);
+            if s.a.len() < mp * kp / 2 {
+                s.a.resize(mp * kp / 2, 0);
             }
             if s.b.len() < kp / 2 * np {
                 s.b.resize(kp / 2 * np, 0);
             }
-            let ap = &mut s.a[..mp * kp];
+            let ap = &mut s.a[..mp * kp / 2];
             let bp = &mut s.b[..kp / 2 * np];
-            // SAFETY: the caller's contract covers every element read.
+            // SAFETY: the caller's contract covers every element read; `available` checked
+            // AVX-512.
             unsafe {
                 pack_a(ap, &mut s.a_tmp, a, (m, k, mp, kp));
                 pack_b(bp, &mut s.b_tmp, b, (k, n, kp, np));
@@ -445,10 +451,10 @@ mod imp {
                             options(nostack, nomem)
                         );
                         for kb in 0..a_tiles {
-                            let a0 = ap.add((ib * a_tiles + kb) * T * KT);
-                            let a1 = a0.add(a_tiles * T * KT);
-                            let b0 = bp.add((kb * b_tiles + jb) * T * T);
-                            let b1 = b0.add(T * T);
+                            let a0 = ap.add((ib * a_tiles + kb) * TILE);
+                            let a1 = a0.add(a_tiles * TILE);
+                            let b0 = bp.add((kb * b_tiles + jb) * TILE);
+                            let b1 = b0.add(TILE);
                             asm!(
                                 "tileloadd tmm4, [{a0} + {s}*1]",
                                 "tileloadd tmm6, [{b0} + {s}*1]",
