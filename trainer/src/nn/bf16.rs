@@ -8,11 +8,11 @@
 //! the f32 sums (and AMX's flushing of subnormal bf16 inputs to zero) differs from the reference;
 //! `tests` bound the difference.
 //!
-//! Layout: A is packed row-major into bf16 (rows padded to a multiple of 32, k to a multiple of
-//! 32), B into AMX's pair-interleaved ("VNNI") layout: row `r` of the packed B holds, for every
-//! column `j`, the bf16 pair `(B[2r][j], B[2r+1][j])` as one u32. Each 32x32 block of C is four
-//! accumulator tiles (tmm0-3) fed by two A tiles (tmm4-5) and two B tiles (tmm6-7); the k loop
-//! runs in the same order for every block, so splitting C between threads gives the same bits.
+//! Layout: both operands are packed as bf16 pairs (one u32 each) in whole 16 x 16 tiles (see
+//! `imp::TILE`): A's pairs run along k within a row, B's pair rows 2r and 2r + 1 of a column
+//! (AMX's "VNNI" layout for B). Each 32x32 block of C is four accumulator tiles (tmm0-3) fed by
+//! two A tiles (tmm4-5) and two B tiles (tmm6-7); the k loop runs in the same order for every
+//! block, so splitting C between threads gives the same bits.
 //!
 //! AMX needs the kernel's permission once per process (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which
 //! [`available`] asks for; on any other CPU or OS it answers false and the f32 path is used.
