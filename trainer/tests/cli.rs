@@ -391,6 +391,32 @@ fn bench_unknown_config_or_env_is_a_usage_error() {
     );
 }
 
+/// `--matmul bf16` without AMX (here forced with KEEL_DISABLE_AMX) is a usage error that names
+/// the setting, before any output is written.
+#[test]
+fn bf16_matmul_is_refused_without_amx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let out = tmp.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "train", "--config", &cfg, "--matmul", "bf16", "--quiet", "--out",
+        ])
+        .arg(&out)
+        .env("KEEL_DISABLE_AMX", "1")
+        .output()
+        .expect("run keel");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("matmul") && stderr(&o).contains("AMX"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!out.join("metrics.csv").exists());
+    assert!(!out.join("config.toml").exists());
+}
+
 /// `--matmul bf16`: on an AMX CPU the run is recorded in config.toml, deterministic, and learns
 /// something finite; elsewhere it is a usage error that names the setting, before any output.
 #[test]

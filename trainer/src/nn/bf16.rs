@@ -16,6 +16,8 @@
 //!
 //! AMX needs the kernel's permission once per process (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which
 //! [`available`] asks for; on any other CPU or OS it answers false and the f32 path is used.
+//! `KEEL_DISABLE_AMX=1` in the environment makes it answer false too (how the tests check the
+//! refusal on an AMX machine, and a way to rule AMX out when hunting a numerical problem).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -66,7 +68,7 @@ pub fn set_enabled(on: bool) -> Result<(), &'static str> {
         ENABLED.store(false, Ordering::Relaxed);
         return Err(
             "bf16 matmul needs a CPU with AMX-BF16 (Intel Xeon 4th generation or later) \
-                    on Linux; this machine has none",
+                    on Linux, and KEEL_DISABLE_AMX unset; this machine has no usable AMX",
         );
     }
     ENABLED.store(on, Ordering::Relaxed);
@@ -156,6 +158,9 @@ mod imp {
     pub fn available() -> bool {
         static OK: OnceLock<bool> = OnceLock::new();
         *OK.get_or_init(|| {
+            if std::env::var_os("KEEL_DISABLE_AMX").is_some_and(|v| v == "1") {
+                return false;
+            }
             #[allow(unused_unsafe)]
             // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that Rust targets.
             let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
