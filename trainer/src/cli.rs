@@ -92,7 +92,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub device: Option<Device>,
     /// Arithmetic of large CPU matrix products: f32 (default) or bf16 (Intel AMX CPUs only;
-    /// several times faster at 2x256, results differ from f32 in the last bits).
+    /// several times faster at 2x256; inputs rounded to bf16's 8-bit mantissa, so runs differ
+    /// from f32 runs).
     #[arg(long, value_enum)]
     pub matmul: Option<Matmul>,
     /// Continue from the last checkpoint in the output directory.
