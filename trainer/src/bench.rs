@@ -2,7 +2,9 @@
 //!
 //! It replaces `tools/bench/pendulum_quick.sh`, which shelled out to `keel train` and parsed
 //! metrics.csv in Python: running in-process needs no Python, can run several trainings at once
-//! (`--jobs`), and reuses finished runs, so a killed bench picks up where it stopped.
+//! (`--jobs`), and reuses finished runs and continues interrupted ones from their last
+//! checkpoint, so a killed bench picks up where it stopped and a larger `--steps` extends the
+//! runs already there (see `resumable_step`).
 //!
 //! Every run is an ordinary `keel train` run directory (DIR/runs/<env>/<config>/seed<k>/), so any
 //! single run can be inspected, exported or re-plotted like a hand-made one.
@@ -273,6 +275,8 @@ enum Status {
     Ran,
     /// A finished run with the same config was already there.
     Reused,
+    /// Continued from the checkpoint at this env step (see [`resumable_step`]).
+    Resumed(usize),
     Failed(String),
 }
 
@@ -296,6 +300,23 @@ fn finished_rows(job: &Job) -> Option<Vec<Row>> {
     (rows.last()?.env_step == job.cfg.steps).then_some(rows)
 }
 
+/// The env step a job can continue from instead of starting again: its directory holds a
+/// checkpoint of the same training, either interrupted (a killed bench) or finished with a
+/// smaller budget (a bench re-run with a larger `--steps`). Only the budget and the evaluation and
+/// checkpoint cadence, which follows it, may differ: none of them changes what was trained up to
+/// the checkpoint. The episode in progress restarts, so a continued run is not bit-identical to
+/// one that never stopped; the tables mark it "resumed".
+fn resumable_step(job: &Job) -> Option<usize> {
+    let (mut trained, step) = crate::train::checkpoint_state(&job.dir).ok()?;
+    if step == 0 || step > job.cfg.steps {
+        return None;
+    }
+    trained.steps = job.cfg.steps;
+    trained.eval_every = job.cfg.eval_every;
+    trained.checkpoint_every = job.cfg.checkpoint_every;
+    (trained == job.cfg).then_some(step)
+}
+
 fn run_job(job: &Job) -> RunResult {
     if let Some(rows) = finished_rows(job) {
         return RunResult {
@@ -303,10 +324,11 @@ fn run_job(job: &Job) -> RunResult {
             rows,
         };
     }
+    let resume_from = resumable_step(job);
     // A stale policy.keel would mark a later, interrupted run of this directory as finished.
     let _ = std::fs::remove_file(job.dir.join("policy.keel"));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        crate::train::train(&job.cfg, &job.dir, false, false)
+        crate::train::train(&job.cfg, &job.dir, resume_from.is_some(), false)
     }));
     let err = match outcome {
         Ok(Ok(_)) => None,
@@ -321,7 +343,7 @@ fn run_job(job: &Job) -> RunResult {
     let rows = read_metrics(&job.dir);
     match (err, rows) {
         (None, Ok(rows)) => RunResult {
-            status: Status::Ran,
+            status: resume_from.map_or(Status::Ran, Status::Resumed),
             rows,
         },
         (None, Err(e)) => RunResult {
@@ -494,10 +516,10 @@ fn run_line(job: &Job, r: &RunResult) -> String {
         "{head}: {first} | final eval {:.1} | wall {:.1} s{}",
         s.final_mean,
         s.wall_s,
-        if matches!(r.status, Status::Reused) {
-            " | reused finished run"
-        } else {
-            ""
+        match r.status {
+            Status::Reused => " | reused finished run".to_string(),
+            Status::Resumed(step) => format!(" | resumed from step {step}"),
+            _ => String::new(),
         }
     )
 }
@@ -557,5 +579,38 @@ mod tests {
         assert_eq!(c.mbpo.model.ensemble_size, 1);
         assert!(c.lipschitz.spectral_norm && !c.lipschitz.robust);
         assert_eq!(run_config("pendulum", "sac", 0, None).unwrap().steps, 5_000);
+    }
+
+    #[test]
+    fn only_the_same_training_is_continued() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = |steps: usize| Job {
+            env: "pendulum".into(),
+            config: "sac".into(),
+            seed: 0,
+            cfg: run_config("pendulum", "sac", 0, Some(steps)).unwrap(),
+            dir: tmp.path().to_path_buf(),
+        };
+        assert_eq!(resumable_step(&job(120)), None, "no checkpoint yet");
+        // 120 steps of random warm-up: cheap, and a checkpoint at every evaluation (20 steps).
+        crate::train::train(&job(120).cfg, tmp.path(), false, false).unwrap();
+        assert_eq!(resumable_step(&job(120)), Some(120));
+        assert_eq!(
+            resumable_step(&job(300)),
+            Some(120),
+            "a larger budget continues"
+        );
+        assert_eq!(
+            resumable_step(&job(100)),
+            None,
+            "the checkpoint is past a smaller budget"
+        );
+        let mut changed = job(300);
+        changed.cfg.sac.tau = 0.01;
+        assert_eq!(
+            resumable_step(&changed),
+            None,
+            "another training starts again"
+        );
     }
 }

@@ -112,7 +112,8 @@ pub struct TrainArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Runs go to DIR/runs/<env>/<config>/seed<k>/; finished runs with the same \
-config are reused, so a killed bench resumes. Explicit flags override --quick's choices."
+config are reused; interrupted ones, and finished ones of a smaller --steps, continue from their \
+last checkpoint (marked \"resumed\"). Explicit flags override --quick's choices."
 )]
 pub struct BenchArgs {
     /// Environments, comma-separated [default: pendulum,mountaincar,cartpole-swingup,fishery3].

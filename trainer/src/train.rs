@@ -101,6 +101,13 @@ fn read_checkpoint(dir: &Path) -> Result<Checkpoint, KeelError> {
     })
 }
 
+/// The config and env step of the checkpoint in `dir`: what `keel bench` needs to decide whether
+/// a run there can be continued.
+pub fn checkpoint_state(dir: &Path) -> Result<(TrainConfig, usize), KeelError> {
+    let ck = read_checkpoint(dir)?;
+    Ok((ck.config, ck.env_step))
+}
+
 /// Serializes the policy of an agent with run metadata.
 fn policy_blob(
     agent: &dyn Agent,

@@ -356,6 +356,30 @@ fn bench_writes_table_csv_and_plots_and_reuses_finished_runs() {
     assert!(stderr(&o).contains("reused"), "{}", stderr(&o));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv.contains("pendulum,sac,0,reused,300,"), "{csv}");
+
+    // A larger budget continues the run from its checkpoint instead of starting again: the
+    // first 300 steps' evaluations (every 50) stay, the new ones follow (every 100).
+    let mut longer = args;
+    longer[8] = "600";
+    let o = keel(&longer);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resumed from step 300"),
+        "{}",
+        stderr(&o)
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.contains("pendulum,sac,0,resumed,600,"), "{csv}");
+    let metrics = std::fs::read_to_string(out.join("runs/pendulum/sac/seed0/metrics.csv")).unwrap();
+    let steps: Vec<&str> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["50", "100", "150", "200", "250", "300", "400", "500", "600"]
+    );
 }
 
 #[test]

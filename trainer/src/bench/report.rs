@@ -206,6 +206,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
         let status = match &r.status {
             Status::Ran => "ran",
             Status::Reused => "reused",
+            Status::Resumed(_) => "resumed",
             Status::Failed(_) => "failed",
         };
         let sum = summarize(&r.rows, threshold);
