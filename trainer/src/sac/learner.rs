@@ -1,23 +1,20 @@
 //! The SAC update itself, on any batch: the part MBPO shares with model-free SAC.
 // Index loops over several parallel per-sample arrays read more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
-use keel_runtime::encode::{DenseSpec, PolicySpec};
-use keel_runtime::{Activation as RtActivation, Squash};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64;
-use serde::{Deserialize, Serialize};
 
 use super::explore::ExplorationNoise;
 use super::gaussian::SquashedGaussian;
 use super::robust::{self, RobustScratch};
 use crate::config::{Attack, LipschitzConfig, RobustForm, SacConfig};
-use crate::error::KeelError;
 use crate::nn::{
-    threads, Activation, Adam, AdamConfig, AdamState, Backprop, CpuBackend, ForwardCache, Mlp,
-    MlpConfig,
+    threads, Activation, Adam, AdamConfig, Backprop, CpuBackend, ForwardCache, Mlp, MlpConfig,
 };
 use crate::replay::Batch;
+
+mod persist;
 
 /// Losses and temperatures of the latest update.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -139,19 +136,6 @@ pub struct SacLearner {
     one_eps: Vec<f32>,
     /// Draws behind the real env's actions (`SacConfig::noise_correlation`).
     noise: ExplorationNoise,
-}
-
-#[derive(Serialize, Deserialize)]
-struct LearnerState {
-    actor: Vec<f32>,
-    actor_opt: AdamState,
-    q: [Vec<f32>; 2],
-    q_target: [Vec<f32>; 2],
-    q_opt: [AdamState; 2],
-    log_alpha: f32,
-    alpha_adam: (f32, f32, i32),
-    updates: u64,
-    noise: Vec<f32>,
 }
 
 fn mlp_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
@@ -596,123 +580,5 @@ impl SacLearner {
             entropy: -mean_logp,
             robust_gap,
         };
-    }
-
-    /// The deterministic actor (mean head only) as a deployable policy.
-    pub fn policy_spec(&self) -> PolicySpec {
-        let n = self.actor.num_layers();
-        let params = self.actor.params();
-        let actor = (0..n)
-            .map(|i| {
-                // The actor has no spectral normalisation, so its stored weights are the weights.
-                let (w, bias) = self.actor.layer_ranges(i);
-                let (w, bias) = (&params[w], &params[bias]);
-                let (in_dim, mut out_dim) = (w.len() / bias.len(), bias.len());
-                let last = i + 1 == n;
-                if last {
-                    // Keep the mean rows; the log-std rows are only for exploration.
-                    out_dim = self.act_dim;
-                }
-                DenseSpec {
-                    in_dim,
-                    out_dim,
-                    weight: w[..in_dim * out_dim].to_vec(),
-                    bias: bias[..out_dim].to_vec(),
-                    activation: if last {
-                        RtActivation::Identity
-                    } else {
-                        RtActivation::Relu
-                    },
-                }
-            })
-            .collect();
-        let low: Vec<f32> = self
-            .head
-            .scale
-            .iter()
-            .zip(&self.head.bias)
-            .map(|(s, b)| b - s)
-            .collect();
-        let high: Vec<f32> = self
-            .head
-            .scale
-            .iter()
-            .zip(&self.head.bias)
-            .map(|(s, b)| b + s)
-            .collect();
-        PolicySpec {
-            name: String::new(),
-            env_id: String::new(),
-            keel_version: String::new(),
-            train_steps: 0,
-            obs_mean: Vec::new(),
-            obs_inv_std: Vec::new(),
-            // Generous: observations of the shipped envs are O(10); this only keeps a wild sensor
-            // reading from overflowing the network.
-            obs_clip: 1.0e4,
-            act_low: low,
-            act_high: high,
-            squash: Squash::Tanh,
-            actor,
-            extra_networks: Vec::new(),
-        }
-    }
-
-    pub fn save(&self) -> Result<Vec<u8>, KeelError> {
-        let st = LearnerState {
-            actor: self.actor.params().into_owned(),
-            actor_opt: self.actor_opt.state(),
-            q: [
-                self.q[0].params().into_owned(),
-                self.q[1].params().into_owned(),
-            ],
-            q_target: [
-                self.q_target[0].params().into_owned(),
-                self.q_target[1].params().into_owned(),
-            ],
-            q_opt: [self.q_opt[0].state(), self.q_opt[1].state()],
-            log_alpha: self.log_alpha,
-            alpha_adam: self.alpha_adam,
-            updates: self.updates,
-            noise: self.noise.state().to_vec(),
-        };
-        postcard::to_stdvec(&st)
-            .map_err(|e| KeelError::internal(format!("cannot serialize learner: {e}")))
-    }
-
-    pub fn load(&mut self, bytes: &[u8]) -> Result<(), KeelError> {
-        let bad =
-            |what: &str| KeelError::usage(format!("checkpoint does not match this config: {what}"));
-        let st: LearnerState = postcard::from_bytes(bytes)
-            .map_err(|e| KeelError::usage(format!("corrupt learner state: {e}")))?;
-        if st.actor.len() != self.actor.params().len() || st.q[0].len() != self.q[0].params().len()
-        {
-            return Err(bad("network sizes differ"));
-        }
-        self.actor.load_params(&st.actor);
-        self.actor_opt
-            .load_state(st.actor_opt)
-            .map_err(|_| bad("actor optimizer"))?;
-        for k in 0..2 {
-            self.q[k].load_params(&st.q[k]);
-            self.q_target[k].load_params(&st.q_target[k]);
-            // The spectral-norm vectors are not checkpointed: re-converge them on the weights.
-            self.q[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
-            self.q_target[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
-        }
-        let [s0, s1] = st.q_opt;
-        self.q_opt[0]
-            .load_state(s0)
-            .map_err(|_| bad("critic optimizer"))?;
-        self.q_opt[1]
-            .load_state(s1)
-            .map_err(|_| bad("critic optimizer"))?;
-        self.log_alpha = st.log_alpha;
-        self.alpha_adam = st.alpha_adam;
-        self.updates = st.updates;
-        if !self.noise.load_state(st.noise) {
-            return Err(bad("exploration noise size"));
-        }
-        Ok(())
     }
 }
