@@ -50,20 +50,14 @@ impl SacLearner {
                 }
             })
             .collect();
-        let low: Vec<f32> = self
+        // The tanh head maps to bias +- scale.
+        let (low, high): (Vec<f32>, Vec<f32>) = self
             .head
             .scale
             .iter()
             .zip(&self.head.bias)
-            .map(|(s, b)| b - s)
-            .collect();
-        let high: Vec<f32> = self
-            .head
-            .scale
-            .iter()
-            .zip(&self.head.bias)
-            .map(|(s, b)| b + s)
-            .collect();
+            .map(|(s, b)| (b - s, b + s))
+            .unzip();
         PolicySpec {
             name: String::new(),
             env_id: String::new(),
