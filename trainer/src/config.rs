@@ -81,8 +81,14 @@ pub struct LipschitzConfig {
     /// Perturbation radius per state dimension, as a fraction of that dimension's std in the
     /// real replay buffer (L-infinity ball).
     pub epsilon: f32,
-    /// Weight of the robust term in the critic loss.
+    /// Weight of the robust term in the critic loss (from the first update).
     pub lambda: f32,
+    /// If set, the weight grows linearly from `lambda` at env step `lambda_from` to this at
+    /// `lambda_to`, and stays there: a weak term while the critic is still learning the returns,
+    /// a strong one once they have settled.
+    pub lambda_final: Option<f32>,
+    pub lambda_from: usize,
+    pub lambda_to: usize,
     /// The robust term uses at most this many of each batch's model rows (it costs two extra
     /// forward and backward passes per critic on those rows).
     pub robust_rows: usize,
@@ -104,6 +110,9 @@ impl Default for LipschitzConfig {
             // and above lost a seed of five, epsilon 0.05 and above slowed learning.
             epsilon: 0.01,
             lambda: 0.25,
+            lambda_final: None,
+            lambda_from: 0,
+            lambda_to: 0,
             robust_rows: 32,
             form: RobustForm::Q,
             measure_states: 512,
@@ -127,6 +136,16 @@ impl LipschitzConfig {
             },
             _ => base,
         }
+    }
+
+    /// The robust term's weight at `env_step` (see `lambda_final`).
+    pub fn lambda_at(&self, env_step: usize) -> f32 {
+        let Some(last) = self.lambda_final else {
+            return self.lambda;
+        };
+        let (a, b) = (self.lambda_from, self.lambda_to.max(self.lambda_from + 1));
+        let f = (env_step.saturating_sub(a) as f32 / (b - a) as f32).clamp(0.0, 1.0);
+        self.lambda + f * (last - self.lambda)
     }
 
     /// Applies a `--lipschitz` choice.
@@ -506,8 +525,8 @@ impl TrainConfig {
                 "hidden widths must be > 0",
             ),
             (
-                l.epsilon >= 0.0 && l.lambda >= 0.0,
-                "lipschitz.epsilon and lipschitz.lambda must be >= 0",
+                l.epsilon >= 0.0 && l.lambda >= 0.0 && l.lambda_final.is_none_or(|f| f >= 0.0),
+                "lipschitz.epsilon, lipschitz.lambda and lipschitz.lambda_final must be >= 0",
             ),
             (
                 l.attack == Attack::Fgsm || l.pgd_steps > 0,
@@ -629,6 +648,24 @@ mod tests {
         // `--algo sac` keeps the plain critic, whatever the env.
         let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
         assert!(!sac.spectral_norm && !sac.robust);
+    }
+
+    #[test]
+    fn robust_weight_schedule() {
+        let mut l = LipschitzConfig::default();
+        assert_eq!((l.lambda_at(0), l.lambda_at(1_000_000)), (0.25, 0.25));
+        l.lambda_final = Some(1.0);
+        l.lambda_from = 1000;
+        l.lambda_to = 3000;
+        let w: Vec<f32> = [0, 1000, 2000, 3000, 9000].map(|s| l.lambda_at(s)).into();
+        assert_eq!(w, [0.25, 0.25, 0.625, 1.0, 1.0]);
+        // A ramp of no length is a step at lambda_from.
+        l.lambda_to = 0;
+        assert_eq!((l.lambda_at(1000), l.lambda_at(1001)), (0.25, 1.0));
+        let e = TrainConfig::from_toml("[lipschitz]\nlambda_final = -1.0\n", None, None);
+        assert!(e.unwrap_err().contains("lambda_final"));
+        let c = TrainConfig::from_toml("[lipschitz]\nlambda_final = 1.0\n", None, None).unwrap();
+        assert_eq!(c.lipschitz.lambda_final, Some(1.0));
     }
 
     #[test]

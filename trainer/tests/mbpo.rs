@@ -32,6 +32,7 @@ fn mbpo_smoke_improves_pendulum_return() {
         "lip_grad_mean",
         "lip_layer_bound",
         "robust_gap",
+        "robust_lambda",
         "model_holdout_mse",
     ] {
         let v = last.extra.iter().find(|(n, _)| n == k).map(|x| x.1);

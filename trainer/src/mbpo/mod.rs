@@ -151,6 +151,7 @@ impl Agent for Mbpo {
     ) {
         self.real.push(obs, action, reward, next_obs, terminated);
         self.env_steps += 1;
+        self.learner.set_env_step(self.env_steps);
         let m = &self.cfg;
         if self.real.len() < m.init_steps {
             return;
@@ -225,5 +226,39 @@ impl Agent for Mbpo {
         };
         postcard::to_stdvec(&st)
             .map_err(|e| KeelError::internal(format!("cannot serialize MBPO state: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::make_env;
+
+    /// The robust weight follows its schedule through the env steps the agent observes.
+    #[test]
+    fn robust_weight_grows_with_env_steps() {
+        let mut cfg = TrainConfig::for_env("pendulum");
+        cfg.lipschitz.lambda = 0.25;
+        cfg.lipschitz.lambda_final = Some(1.0);
+        cfg.lipschitz.lambda_from = 100;
+        cfg.lipschitz.lambda_to = 150;
+        // No model training or SAC update: every step stays in the warm-up.
+        cfg.mbpo.init_steps = 1000;
+        let env = make_env("pendulum").unwrap();
+        let mut agent = Mbpo::new(&cfg, env.as_ref()).unwrap();
+        let weight = |a: &mut Mbpo| {
+            let stats = a.learner.stats();
+            stats.iter().find(|(k, _)| k == "robust_lambda").unwrap().1
+        };
+        assert_eq!(weight(&mut agent), 0.25);
+        let (obs, act) = (vec![0.1; 3], vec![0.0; 1]);
+        let mut seen = Vec::new();
+        for step in 1..=200 {
+            agent.observe(&obs, &act, -1.0, &obs, false);
+            if [100, 125, 150, 200].contains(&step) {
+                seen.push(weight(&mut agent));
+            }
+        }
+        assert_eq!(seen, [0.25, 0.625, 1.0, 1.0]);
     }
 }

@@ -40,6 +40,8 @@ struct CriticTask<'a> {
     robust_rows: usize,
     od: usize,
     lip: &'a LipschitzConfig,
+    /// The robust term's weight now (`LipschitzConfig::lambda_at`).
+    lambda: f32,
     state_std: &'a [f32],
 }
 
@@ -80,7 +82,7 @@ impl CriticTask<'_> {
                 rng,
             );
             // The gap in Q's units is qs times the network's: lambda qs^2 on the network.
-            gap = qs * qs * robust::accumulate_gradient(q, scratch, nr, l.lambda * qs * qs);
+            gap = qs * qs * robust::accumulate_gradient(q, scratch, nr, self.lambda * qs * qs);
         }
         opt.step(q);
         (loss, gap)
@@ -91,6 +93,8 @@ impl CriticTask<'_> {
 pub struct SacLearner {
     cfg: SacConfig,
     pub(super) lip: LipschitzConfig,
+    /// The robust term's weight at the current env step (see [`Self::set_env_step`]).
+    lambda: f32,
     /// Per-dimension std of the real states: the robust perturbation's scale.
     pub(super) state_std: Vec<f32>,
     /// One robust-term scratch per critic (the twin critics' steps may run in parallel).
@@ -200,6 +204,7 @@ impl SacLearner {
         Self {
             cfg: cfg.clone(),
             lip: lip.clone(),
+            lambda: lip.lambda_at(0),
             state_std: vec![1.0; obs_dim],
             robust: [
                 RobustScratch::new(&q[0], b, obs_dim, act_dim),
@@ -259,6 +264,7 @@ impl SacLearner {
             ("alpha".into(), f64::from(s.alpha)),
             ("entropy".into(), f64::from(s.entropy)),
             ("robust_gap".into(), f64::from(s.robust_gap)),
+            ("robust_lambda".into(), f64::from(self.lambda)),
         ]
     }
 
@@ -377,6 +383,11 @@ impl SacLearner {
         self.state_std.copy_from_slice(std);
     }
 
+    /// Tells the learner how many env steps have been taken (the robust weight's schedule).
+    pub fn set_env_step(&mut self, env_step: usize) {
+        self.lambda = self.lip.lambda_at(env_step);
+    }
+
     /// One gradient step of the critics, the actor and the temperature on `batch`. With the
     /// robust loss enabled, its term is computed on the rows `robust_rows` (the model-generated
     /// part of the batch).
@@ -424,7 +435,7 @@ impl SacLearner {
 
         // Critic regression on the batch's (s, a), plus the robust term on `robust_rows`.
         Self::concat(&batch.obs, &batch.act, od, ad, &mut self.x_now);
-        let robust = self.lip.robust && self.lip.lambda > 0.0 && !robust_rows.is_empty();
+        let robust = self.lip.robust && self.lambda > 0.0 && !robust_rows.is_empty();
         let nr = robust_rows.len();
         if robust {
             let w = od + ad;
@@ -450,6 +461,7 @@ impl SacLearner {
             robust_rows: if robust { nr } else { 0 },
             od,
             lip: &self.lip,
+            lambda: self.lambda,
             state_std: &self.state_std,
         };
         // PGD's random starts: one stream per critic, so the result does not depend on which
