@@ -61,6 +61,13 @@ pub enum RobustForm {
     V,
 }
 
+/// How far `step` is along a linear schedule from step `from` (0) to step `to` (1), clamped to
+/// [0, 1]; a schedule with `to <= from` jumps to 1 just after `from`.
+pub(crate) fn ramp(step: usize, from: usize, to: usize) -> f32 {
+    let to = to.max(from + 1);
+    (step.saturating_sub(from) as f32 / (to - from) as f32).clamp(0.0, 1.0)
+}
+
 /// Lipschitz regularisation of the critic (docs/algorithm.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -143,8 +150,7 @@ impl LipschitzConfig {
         let Some(last) = self.lambda_final else {
             return self.lambda;
         };
-        let (a, b) = (self.lambda_from, self.lambda_to.max(self.lambda_from + 1));
-        let f = (env_step.saturating_sub(a) as f32 / (b - a) as f32).clamp(0.0, 1.0);
+        let f = ramp(env_step, self.lambda_from, self.lambda_to);
         self.lambda + f * (last - self.lambda)
     }
 

@@ -120,11 +120,7 @@ impl Mbpo {
     /// The rollout length at the current env step (linear schedule).
     fn rollout_len(&self) -> usize {
         let m = &self.cfg;
-        let (a, b) = (
-            m.rollout_len_from,
-            m.rollout_len_to.max(m.rollout_len_from + 1),
-        );
-        let f = ((self.env_steps.saturating_sub(a)) as f32 / (b - a) as f32).clamp(0.0, 1.0);
+        let f = crate::config::ramp(self.env_steps, m.rollout_len_from, m.rollout_len_to);
         (m.rollout_len_min as f32 + f * (m.rollout_len_max - m.rollout_len_min) as f32).round()
             as usize
     }
