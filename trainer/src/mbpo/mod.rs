@@ -242,17 +242,17 @@ mod tests {
         cfg.mbpo.init_steps = 1000;
         let env = make_env("pendulum").unwrap();
         let mut agent = Mbpo::new(&cfg, env.as_ref()).unwrap();
-        let weight = |a: &mut Mbpo| {
+        let weight = |a: &Mbpo| {
             let stats = a.learner.stats();
             stats.iter().find(|(k, _)| k == "robust_lambda").unwrap().1
         };
-        assert_eq!(weight(&mut agent), 0.25);
+        assert_eq!(weight(&agent), 0.25);
         let (obs, act) = (vec![0.1; 3], vec![0.0; 1]);
         let mut seen = Vec::new();
         for step in 1..=200 {
             agent.observe(&obs, &act, -1.0, &obs, false);
             if [100, 125, 150, 200].contains(&step) {
-                seen.push(weight(&mut agent));
+                seen.push(weight(&agent));
             }
         }
         assert_eq!(seen, [0.25, 0.625, 1.0, 1.0]);
