@@ -1,0 +1,109 @@
+//! Soft actor-critic's knobs, with the defaults of each environment.
+use serde::{Deserialize, Serialize};
+
+/// Soft actor-critic hyperparameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SacConfig {
+    /// Discount factor.
+    pub gamma: f32,
+    /// Polyak factor for the target critics: target <- tau * online + (1 - tau) * target.
+    pub tau: f32,
+    /// Adam learning rate of the actor.
+    pub actor_lr: f32,
+    /// Adam learning rate of the twin critics.
+    pub critic_lr: f32,
+    /// Adam learning rate of log(alpha) (automatic entropy tuning).
+    pub alpha_lr: f32,
+    /// Initial entropy temperature alpha.
+    pub init_alpha: f32,
+    /// Entropy target; `None` means -act_dim (the usual heuristic).
+    pub target_entropy: Option<f32>,
+    /// Minibatch size of each gradient update.
+    pub batch_size: usize,
+    /// Replay buffer capacity (transitions).
+    pub buffer_size: usize,
+    /// Env steps with uniformly random actions before learning starts.
+    pub learning_starts: usize,
+    /// Gradient updates per env step (update-to-data ratio).
+    pub updates_per_step: usize,
+    /// Hidden widths of the actor (the deployed network: keep it small for microcontrollers).
+    pub actor_hidden: Vec<usize>,
+    /// Hidden widths of each critic (never deployed; may be wide).
+    pub critic_hidden: Vec<usize>,
+    /// Clip the global gradient norm of each network to this value (None = no clipping).
+    pub max_grad_norm: Option<f32>,
+    /// Correlation in time of the exploration noise in the real env, in [0, 1): 0 draws it
+    /// afresh every step (SAC's usual white noise); rho > 0 makes it an AR(1) process
+    /// e <- rho e + sqrt(1 - rho^2) w, still standard normal at every step but pushing the
+    /// same way for about 1 / (1 - rho) steps. It also shapes the random warm-up actions
+    /// (uniform in the box at every step either way). Plants whose reward needs a sustained
+    /// push to be found at all (mountaincar) need it; others are best left white.
+    pub noise_correlation: f32,
+}
+
+impl Default for SacConfig {
+    /// Defaults tuned on Pendulum-v1 (see docs/benchmarks.md): a small actor, a 2x256 critic and
+    /// a short random warm-up (one update per step here; Pendulum takes two, see `for_env`).
+    fn default() -> Self {
+        Self {
+            gamma: 0.99,
+            tau: 0.005,
+            actor_lr: 1e-3,
+            critic_lr: 1e-3,
+            alpha_lr: 1e-3,
+            init_alpha: 1.0,
+            target_entropy: None,
+            batch_size: 256,
+            buffer_size: 1_000_000,
+            learning_starts: 500,
+            updates_per_step: 1,
+            actor_hidden: vec![64, 64],
+            critic_hidden: vec![256, 256],
+            max_grad_norm: None,
+            noise_correlation: 0.0,
+        }
+    }
+}
+
+impl SacConfig {
+    /// Defaults for one environment.
+    pub fn for_env(env: &str) -> Self {
+        let base = Self::default();
+        match env {
+            // Two updates per step: seeds 0-2 first reach -200 at 3,500 / 3,000 / 2,000 env
+            // steps, against 4,000 / 3,500 / not by 5,000 with one (docs/benchmarks.md).
+            "pendulum" => Self {
+                updates_per_step: 2,
+                ..base
+            },
+            // The flag's +100 is only seen by rocking the car for hundreds of steps, which white
+            // noise almost never does: of 200 warm-up episodes (uniform random actions), 1
+            // reached the flag with independent draws, 170 with rho = 0.95 (163 at 0.9, 147 at
+            // 0.98; `sac::explore`'s test counts 40).
+            "mountaincar" => Self {
+                learning_starts: 5_000,
+                noise_correlation: 0.95,
+                ..base
+            },
+            "cartpole-swingup" => Self {
+                learning_starts: 2_000,
+                ..base
+            },
+            // Measured on fishery3 with MBPO (docs/benchmarks.md): at 1e-3 the policy's
+            // evaluations swung by 20-50 between checkpoints, at 3e-4 they settled.
+            "fishery3" => Self {
+                learning_starts: 1_000,
+                actor_lr: 3e-4,
+                critic_lr: 3e-4,
+                alpha_lr: 3e-4,
+                ..base
+            },
+            "fishery1" | "allee" | "fishery-noisy-obs" => Self {
+                learning_starts: 1_000,
+                ..base
+            },
+            _ => base,
+        }
+    }
+}

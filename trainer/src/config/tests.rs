@@ -1,0 +1,85 @@
+//! Config parsing, merging and validation.
+use super::*;
+
+#[test]
+fn defaults_round_trip_through_toml() {
+    for env in crate::env::ENV_IDS {
+        let mut c = TrainConfig::for_env(env);
+        // A float with no short decimal form must survive too.
+        c.sac.tau = f32::from_bits(0x3BA3_D70B);
+        let text = c.to_toml();
+        assert_eq!(
+            TrainConfig::from_toml(&text, None, None).unwrap(),
+            c,
+            "{env}"
+        );
+        assert!(text.contains("gamma = 0.99\n"), "{text}");
+        assert!(
+            text.contains("critic_hidden = [64, 64]\n")
+                || text.contains("critic_hidden = [256, 256]\n"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn user_keys_override_env_defaults() {
+    let c = TrainConfig::from_toml(
+        "env = \"mountaincar\"\nseed = 3\n[sac]\nbatch_size = 64\n",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.env, "mountaincar");
+    assert_eq!(c.seed, 3);
+    assert_eq!(c.sac.batch_size, 64);
+    assert_eq!(
+        c.sac.learning_starts,
+        SacConfig::for_env("mountaincar").learning_starts
+    );
+    let c = TrainConfig::from_toml("seed = 1", Some("fishery3"), None).unwrap();
+    assert_eq!(c.env, "fishery3");
+    // A partial [lipschitz] table keeps the env's own values for the keys it leaves out.
+    let c = TrainConfig::from_toml(
+        "env = \"cartpole-swingup\"\n[lipschitz]\nlambda = 0.5\n",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.lipschitz.lambda, 0.5);
+    assert_eq!(c.lipschitz.epsilon, 0.005);
+    assert_eq!(TrainConfig::for_env("pendulum").lipschitz.epsilon, 0.01);
+    // `--algo sac` keeps the plain critic, whatever the env.
+    let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
+    assert!(!sac.spectral_norm && !sac.robust);
+}
+
+#[test]
+fn robust_weight_schedule() {
+    let mut l = LipschitzConfig::default();
+    assert_eq!((l.lambda_at(0), l.lambda_at(1_000_000)), (0.25, 0.25));
+    l.lambda_final = Some(1.0);
+    l.lambda_from = 1000;
+    l.lambda_to = 3000;
+    let w: Vec<f32> = [0, 1000, 2000, 3000, 9000].map(|s| l.lambda_at(s)).into();
+    assert_eq!(w, [0.25, 0.25, 0.625, 1.0, 1.0]);
+    // A ramp of no length is a step at lambda_from.
+    l.lambda_to = 0;
+    assert_eq!((l.lambda_at(1000), l.lambda_at(1001)), (0.25, 1.0));
+    let e = TrainConfig::from_toml("[lipschitz]\nlambda_final = -1.0\n", None, None);
+    assert!(e.unwrap_err().contains("lambda_final"));
+    let c = TrainConfig::from_toml("[lipschitz]\nlambda_final = 1.0\n", None, None).unwrap();
+    assert_eq!(c.lipschitz.lambda_final, Some(1.0));
+}
+
+#[test]
+fn errors_name_field_and_line() {
+    let e = TrainConfig::from_toml("seed = 1\n[sac]\nbatchsize = 3\n", None, None).unwrap_err();
+    assert!(e.contains("batchsize") && e.contains("line 3"), "{e}");
+    let e = TrainConfig::from_toml("seed = \"x\"\n", None, None).unwrap_err();
+    assert!(e.contains("line 1") && e.contains("seed"), "{e}");
+    let e = TrainConfig::from_toml("[sac]\ngamma = 2.0\n", None, None).unwrap_err();
+    assert!(e.contains("sac.gamma"), "{e}");
+    let e = TrainConfig::from_toml("[sac]\nnoise_correlation = 1.0\n", None, None).unwrap_err();
+    assert!(e.contains("sac.noise_correlation"), "{e}");
+}
