@@ -23,7 +23,7 @@ mod plot;
 mod report;
 mod runs;
 
-use runs::{run_all, RunResult, Status};
+use runs::{finished_only, run_all, RunResult, Status};
 
 /// Step budget and success threshold of one environment.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -344,8 +344,20 @@ pub fn bench_cli(args: &BenchArgs) -> Result<(), KeelError> {
             }
         }
     }
-    ensure_writable_dir(&args.out)?;
-    let results = run_all(&jobs, usize::from(args.jobs))?;
+    let results = if args.report_only {
+        let results = finished_only(&jobs);
+        if results.iter().all(|r| matches!(r.status, Status::Missing)) {
+            return Err(KeelError::usage(format!(
+                "--report-only: no finished run of this plan in {}",
+                args.out.join("runs").display()
+            )));
+        }
+        ensure_writable_dir(&args.out)?;
+        results
+    } else {
+        ensure_writable_dir(&args.out)?;
+        run_all(&jobs, usize::from(args.jobs))?
+    };
 
     let md = report::results_md(&jobs, &results, &envs, &configs, usize::from(args.jobs));
     write_atomic(&args.out.join("results.md"), md.as_bytes())?;

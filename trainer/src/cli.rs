@@ -141,6 +141,10 @@ pub struct BenchArgs {
     /// A few minutes: pendulum, configs sac and mbpo-single-sn+robust, 2 seeds.
     #[arg(long)]
     pub quick: bool,
+    /// Train nothing: write the table and plots of the runs already finished in --out (runs
+    /// gathered from several benches or machines); the others are counted as missing.
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 impl TrainArgs {

@@ -380,6 +380,34 @@ fn bench_writes_table_csv_and_plots_and_reuses_finished_runs() {
         steps,
         ["50", "100", "150", "200", "250", "300", "400", "500", "600"]
     );
+
+    // --report-only tables what is finished and trains nothing. A run written before a config
+    // key existed (here: lambda_from removed from its config.toml) still counts as the same run.
+    let cfg_path = out.join("runs/pendulum/sac/seed0/config.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    assert!(cfg.contains("lambda_from = 0\n"), "{cfg}");
+    std::fs::write(&cfg_path, cfg.replace("lambda_from = 0\n", "")).unwrap();
+    let mut report = longer.to_vec();
+    report[6] = "0,1";
+    report.push("--report-only");
+    let o = keel(&report);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !out.join("runs/pendulum/sac/seed1").exists(),
+        "trained seed 1"
+    );
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| sac | 1 (1 missing) |"), "{md}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(
+        csv.contains("pendulum,sac,0,reused,600,") && csv.contains("pendulum,sac,1,missing,"),
+        "{csv}"
+    );
+    let empty = tmp.path().join("empty");
+    let o = keel(&["bench", "--report-only", "--out", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no finished run"), "{}", stderr(&o));
+    assert!(!empty.exists(), "no output directory for nothing to report");
 }
 
 #[test]

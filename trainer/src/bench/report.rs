@@ -121,25 +121,28 @@ pub(super) fn results_md(
                 .filter(|(j, _)| &j.env == env && &j.config == config)
                 .map(|(_, r)| r)
                 .collect();
-            let failed = runs
-                .iter()
-                .filter(|r| matches!(r.status, Status::Failed(_)))
-                .count();
+            let count = |f: fn(&Status) -> bool| runs.iter().filter(|r| f(&r.status)).count();
+            let failed = count(|s| matches!(s, Status::Failed(_)));
+            let missing = count(|s| matches!(s, Status::Missing));
             let sums: Vec<Summary> = runs
                 .iter()
-                .filter(|r| !matches!(r.status, Status::Failed(_)))
+                .filter(|r| !matches!(r.status, Status::Failed(_) | Status::Missing))
                 .filter_map(|r| summarize(&r.rows, b.threshold))
                 .collect();
             let n = sums.len();
             let med =
                 |f: &dyn Fn(&Summary) -> Option<f64>| median(sums.iter().filter_map(f).collect());
-            let mut row = format!(
-                "| {config} | {n}{} |",
-                if failed > 0 {
-                    format!(" ({failed} failed)")
+            let note = |k: usize, what: &str| {
+                if k > 0 {
+                    format!(" ({k} {what})")
                 } else {
                     String::new()
                 }
+            };
+            let mut row = format!(
+                "| {config} | {n}{}{} |",
+                note(failed, "failed"),
+                note(missing, "missing")
             );
             if b.threshold.is_some() {
                 let reached = sums.iter().filter(|x| x.first.is_some()).count();
@@ -208,6 +211,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
             Status::Reused => "reused",
             Status::Resumed(_) => "resumed",
             Status::Failed(_) => "failed",
+            Status::Missing => "missing",
         };
         let sum = summarize(&r.rows, threshold);
         let first = sum.and_then(|x| x.first);

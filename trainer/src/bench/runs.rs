@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::{budget, read_metrics, summarize, Job, Row};
+use crate::config::TrainConfig;
 use crate::error::KeelError;
 
 /// How a run's results were obtained.
@@ -15,6 +16,8 @@ pub(super) enum Status {
     /// Continued from the checkpoint at this env step (see [`resumable_step`]).
     Resumed(usize),
     Failed(String),
+    /// Not finished in the output directory, and `--report-only` trains nothing.
+    Missing,
 }
 
 pub(super) struct RunResult {
@@ -24,13 +27,15 @@ pub(super) struct RunResult {
 }
 
 /// A finished run of exactly this config: its policy.keel exists (written last), its
-/// config.toml is the same, and its metrics reach the last step.
+/// config.toml reads back to the same config, and its metrics reach the last step. Read back,
+/// not compared as text: a run written before a config key was added lacks that key, which
+/// then takes its default (a new key's default keeps the old behaviour).
 fn finished_rows(job: &Job) -> Option<Vec<Row>> {
     if !job.dir.join("policy.keel").is_file() {
         return None;
     }
     let toml = std::fs::read_to_string(job.dir.join("config.toml")).ok()?;
-    if toml != job.cfg.to_toml() {
+    if TrainConfig::from_toml(&toml, None, None).ok()? != job.cfg {
         return None;
     }
     let rows = read_metrics(&job.dir).ok()?;
@@ -52,6 +57,22 @@ fn resumable_step(job: &Job) -> Option<usize> {
     trained.eval_every = job.cfg.eval_every;
     trained.checkpoint_every = job.cfg.checkpoint_every;
     (trained == job.cfg).then_some(step)
+}
+
+/// `--report-only`: each job's finished run, or `Missing`.
+pub(super) fn finished_only(jobs: &[Job]) -> Vec<RunResult> {
+    jobs.iter()
+        .map(|job| match finished_rows(job) {
+            Some(rows) => RunResult {
+                status: Status::Reused,
+                rows,
+            },
+            None => RunResult {
+                status: Status::Missing,
+                rows: Vec::new(),
+            },
+        })
+        .collect()
 }
 
 fn run_job(job: &Job) -> RunResult {
