@@ -26,16 +26,20 @@ pub(super) struct RunResult {
     pub(super) rows: Vec<Row>,
 }
 
-/// A finished run of exactly this config: its policy.keel exists (written last), its
-/// config.toml reads back to the same config, and its metrics reach the last step. Read back,
-/// not compared as text: a run written before a config key was added lacks that key, which
-/// then takes its default (a new key's default keeps the old behaviour).
+/// A finished run of this config: its policy.keel exists (written last), its config.toml reads
+/// back to a config that trains the same ([`TrainConfig::same_training`]), and its metrics
+/// reach the last step. Read back, not compared as text: a run written before a config key was
+/// added lacks that key, which then takes its default (a new key's default keeps the old
+/// behaviour).
 fn finished_rows(job: &Job) -> Option<Vec<Row>> {
     if !job.dir.join("policy.keel").is_file() {
         return None;
     }
     let toml = std::fs::read_to_string(job.dir.join("config.toml")).ok()?;
-    if TrainConfig::from_toml(&toml, None, None).ok()? != job.cfg {
+    if !TrainConfig::from_toml(&toml, None, None)
+        .ok()?
+        .same_training(&job.cfg)
+    {
         return None;
     }
     let rows = read_metrics(&job.dir).ok()?;
@@ -56,7 +60,7 @@ fn resumable_step(job: &Job) -> Option<usize> {
     trained.steps = job.cfg.steps;
     trained.eval_every = job.cfg.eval_every;
     trained.checkpoint_every = job.cfg.checkpoint_every;
-    (trained == job.cfg).then_some(step)
+    trained.same_training(&job.cfg).then_some(step)
 }
 
 /// `--report-only`: each job's finished run, or `Missing`.

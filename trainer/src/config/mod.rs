@@ -249,6 +249,33 @@ impl TrainConfig {
         }
     }
 
+    /// Whether two configs train the same thing: equal once the knobs a run never reads are
+    /// set aside (the robust term's when it is off, MBPO's for model-free SAC). `keel bench`
+    /// reuses a finished run on this test, so changing such a knob's default (say, a
+    /// cartpole-swingup robust schedule) does not retrain the runs it cannot affect.
+    pub fn same_training(&self, other: &Self) -> bool {
+        self.without_unread_knobs() == other.without_unread_knobs()
+    }
+
+    fn without_unread_knobs(&self) -> Self {
+        let mut c = self.clone();
+        if !c.lipschitz.robust {
+            let l = LipschitzConfig::default();
+            c.lipschitz = LipschitzConfig {
+                spectral_norm: c.lipschitz.spectral_norm,
+                sn_output_layer: c.lipschitz.sn_output_layer,
+                sn_q_scale: c.lipschitz.sn_q_scale,
+                robust: false,
+                measure_states: c.lipschitz.measure_states,
+                ..l
+            };
+        }
+        if c.algo == Algo::Sac {
+            c.mbpo = MbpoConfig::default();
+        }
+        c
+    }
+
     /// The fully resolved config as TOML (written to `DIR/config.toml`). Every float here is an
     /// `f32`; TOML stores f64, so each is written by its shortest f32 form (`gamma = 0.99`, not
     /// `0.9900000095367432`), which reads back to the same f32.
