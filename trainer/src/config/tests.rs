@@ -48,6 +48,12 @@ fn user_keys_override_env_defaults() {
     .unwrap();
     assert_eq!(c.lipschitz.lambda, 0.5);
     assert_eq!(c.lipschitz.epsilon, 0.005);
+    // cartpole-swingup's robust term fades out between steps 10,000 and 30,000.
+    let l = &c.lipschitz;
+    assert_eq!(
+        [0, 10_000, 20_000, 30_000].map(|s| l.lambda_at(s)),
+        [0.5, 0.5, 0.25, 0.0]
+    );
     assert_eq!(TrainConfig::for_env("pendulum").lipschitz.epsilon, 0.01);
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
@@ -82,4 +88,31 @@ fn errors_name_field_and_line() {
     assert!(e.contains("sac.gamma"), "{e}");
     let e = TrainConfig::from_toml("[sac]\nnoise_correlation = 1.0\n", None, None).unwrap_err();
     assert!(e.contains("sac.noise_correlation"), "{e}");
+}
+
+#[test]
+fn knobs_a_run_never_reads_do_not_make_it_another_training() {
+    let mut a = TrainConfig::for_env("cartpole-swingup");
+    a.lipschitz.set_choice(LipschitzChoice::Sn);
+    let mut b = a.clone();
+    b.lipschitz.lambda_final = None;
+    b.lipschitz.epsilon = 0.3;
+    assert!(a.same_training(&b) && a != b);
+    b.lipschitz.sn_q_scale = 10.0;
+    assert!(
+        !a.same_training(&b),
+        "spectral norm is on: its scale is read"
+    );
+    // With the robust term on, its schedule is part of the training.
+    let a = TrainConfig::for_env("cartpole-swingup");
+    let mut b = a.clone();
+    b.lipschitz.lambda_final = None;
+    assert!(!a.same_training(&b));
+    // Model-free SAC never reads the MBPO section.
+    let a = TrainConfig::for_env_algo("pendulum", Algo::Sac);
+    let mut b = a.clone();
+    b.mbpo.rollout_len_max = 9;
+    assert!(a.same_training(&b));
+    b.sac.tau = 0.5;
+    assert!(!a.same_training(&b));
 }
