@@ -63,28 +63,29 @@ fn resumable_step(job: &Job) -> Option<usize> {
     trained.same_training(&job.cfg).then_some(step)
 }
 
+/// The job's finished run, reused.
+fn reused(job: &Job) -> Option<RunResult> {
+    finished_rows(job).map(|rows| RunResult {
+        status: Status::Reused,
+        rows,
+    })
+}
+
 /// `--report-only`: each job's finished run, or `Missing`.
 pub(super) fn finished_only(jobs: &[Job]) -> Vec<RunResult> {
     jobs.iter()
-        .map(|job| match finished_rows(job) {
-            Some(rows) => RunResult {
-                status: Status::Reused,
-                rows,
-            },
-            None => RunResult {
+        .map(|job| {
+            reused(job).unwrap_or(RunResult {
                 status: Status::Missing,
                 rows: Vec::new(),
-            },
+            })
         })
         .collect()
 }
 
 fn run_job(job: &Job) -> RunResult {
-    if let Some(rows) = finished_rows(job) {
-        return RunResult {
-            status: Status::Reused,
-            rows,
-        };
+    if let Some(r) = reused(job) {
+        return r;
     }
     let resume_from = resumable_step(job);
     // A stale policy.keel would mark a later, interrupted run of this directory as finished.
