@@ -260,15 +260,18 @@ impl TrainConfig {
     fn without_unread_knobs(&self) -> Self {
         let mut c = self.clone();
         if !c.lipschitz.robust {
-            let l = LipschitzConfig::default();
-            c.lipschitz = LipschitzConfig {
-                spectral_norm: c.lipschitz.spectral_norm,
-                sn_output_layer: c.lipschitz.sn_output_layer,
-                sn_q_scale: c.lipschitz.sn_q_scale,
-                robust: false,
-                measure_states: c.lipschitz.measure_states,
-                ..l
-            };
+            // The robust term's own knobs, named one by one: a knob added later counts as read
+            // until it is listed here.
+            let (l, d) = (&mut c.lipschitz, LipschitzConfig::default());
+            l.attack = d.attack;
+            l.pgd_steps = d.pgd_steps;
+            l.epsilon = d.epsilon;
+            l.lambda = d.lambda;
+            l.lambda_final = d.lambda_final;
+            l.lambda_from = d.lambda_from;
+            l.lambda_to = d.lambda_to;
+            l.robust_rows = d.robust_rows;
+            l.form = d.form;
         }
         if c.algo == Algo::Sac {
             c.mbpo = MbpoConfig::default();
