@@ -38,4 +38,11 @@ fn mbpo_smoke_improves_pendulum_return() {
         let v = last.extra.iter().find(|(n, _)| n == k).map(|x| x.1);
         assert!(v.is_some_and(f64::is_finite), "{k}: {v:?}");
     }
+    // Retrains run every 100 steps, evaluations every 250: each row averages two or three.
+    let epochs = last.extra.iter().find(|(n, _)| n == "model_epochs");
+    let max = cfg.mbpo.model.max_epochs as f64;
+    assert!(
+        epochs.is_some_and(|e| (1.0..=max).contains(&e.1)),
+        "model_epochs: {epochs:?}"
+    );
 }

@@ -35,6 +35,9 @@ pub struct Mbpo {
     env_steps: usize,
     trained: bool,
     robust_rows: usize,
+    /// Epochs and retrains since the last `stats` (not checkpointed: a diagnostic that shows
+    /// how long early stopping lets each retrain run).
+    epochs_since_stats: (usize, usize),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,6 +102,7 @@ impl Mbpo {
             env_steps: 0,
             trained: false,
             robust_rows: cfg.lipschitz.robust_rows,
+            epochs_since_stats: (0, 0),
         })
     }
 
@@ -154,7 +158,9 @@ impl Agent for Mbpo {
         }
         let since = self.env_steps - m.init_steps;
         if !self.trained || since.is_multiple_of(m.retrain_every) {
-            self.model.train(&self.real, &mut self.rng);
+            let epochs = self.model.train(&self.real, &mut self.rng).epochs;
+            self.epochs_since_stats.0 += epochs;
+            self.epochs_since_stats.1 += 1;
             self.learner.set_state_std(&self.real.obs_mean_std().1);
             self.trained = true;
         }
@@ -207,6 +213,9 @@ impl Agent for Mbpo {
         stats.push(("model_train_s".into(), ms.total_train_seconds));
         stats.push(("model_predict_s".into(), ms.predict_seconds));
         stats.push(("model_buffer".into(), self.model_buf.len() as f64));
+        // Mean epochs per retrain since the last evaluation (NaN if none retrained).
+        let (epochs, retrains) = std::mem::take(&mut self.epochs_since_stats);
+        stats.push(("model_epochs".into(), epochs as f64 / retrains as f64));
         stats
     }
 
