@@ -436,6 +436,9 @@ mod tests {
         let c = run_config("pendulum", "mbpo-ensemble", 3, Some(10)).unwrap();
         assert_eq!((c.seed, c.steps, c.lipschitz.robust), (3, 10, false));
         assert!(c.mbpo.model.ensemble_size > 1);
+        // The ensemble baseline is MBPO's, early stopping included, on every env.
+        let c = run_config("cartpole-swingup", "mbpo-ensemble", 0, None).unwrap();
+        assert_eq!((c.mbpo.model.ensemble_size, c.mbpo.model.patience), (7, 5));
         let c = run_config("pendulum", "mbpo-single-sn", 0, None).unwrap();
         assert_eq!(c.mbpo.model.ensemble_size, 1);
         assert!(c.lipschitz.spectral_norm && !c.lipschitz.robust);

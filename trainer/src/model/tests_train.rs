@@ -185,8 +185,8 @@ fn elites_are_best_holdout_members() {
 }
 
 /// Early stopping restores the best weights: (1) a retrain whose every epoch is worse than the
-/// starting weights (an absurd learning rate) stops after `patience` epochs and leaves the
-/// parameters exactly as they were; (2) after a normal retrain the holdout MSE of the final
+/// starting weights (an absurd learning rate) stops after `patience` epochs (or runs them all
+/// when `patience >= max_epochs`) and leaves the parameters exactly as they were; (2) after a normal retrain the holdout MSE of the final
 /// weights equals the best recorded one, not the last epoch's.
 #[test]
 fn early_stopping_restores_best_weights() {
@@ -213,6 +213,12 @@ fn early_stopping_restores_best_weights() {
         s.holdout_curve
     );
     assert_eq!(wild2.ensemble().params(), before, "weights not restored");
+    // (1b) With patience >= max_epochs every epoch runs (early stopping off), and the best
+    // weights are still the ones kept.
+    state.config.patience = state.config.max_epochs;
+    let mut wild3 = DynamicsModel::from_state(&CpuBackend, &state).unwrap();
+    assert_eq!(wild3.train_on(&data, &mut r).epochs, 30);
+    assert_eq!(wild3.ensemble().params(), before, "weights not restored");
     // (2) A fresh model with a mildly too high learning rate: record and check.
     let cfg = ModelConfig {
         lr: 2e-2,
