@@ -186,8 +186,9 @@ fn elites_are_best_holdout_members() {
 
 /// Early stopping restores the best weights: (1) a retrain whose every epoch is worse than the
 /// starting weights (an absurd learning rate) stops after `patience` epochs (or runs them all
-/// when `patience >= max_epochs`) and leaves the parameters exactly as they were; (2) after a normal retrain the holdout MSE of the final
-/// weights equals the best recorded one, not the last epoch's.
+/// when `patience >= max_epochs`) and leaves the parameters exactly as they were; (2) after a
+/// normal retrain the holdout MSE of the final weights equals the best recorded one, not the
+/// last epoch's.
 #[test]
 fn early_stopping_restores_best_weights() {
     let data = linear_batch(800, 0.0, 9);
