@@ -102,6 +102,11 @@ pub struct TrainArgs {
     /// No progress bar or per-evaluation lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the resolved config (the env's defaults, then --config, then the flags; with
+    /// --resume, the run's own) as TOML and exit without training. Save it, edit it and pass it
+    /// back with --config.
+    #[arg(long)]
+    pub print_config: bool,
     /// CPU threads for one training (default 1). Results are bit-identical for any value; 2
     /// makes SAC at 2x256 about 1.9 times faster; small networks gain little.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]

@@ -163,6 +163,10 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
         let dir = args.out_dir(&cfg);
         (cfg, dir, false)
     };
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
     if let Some(n) = args.threads {
         crate::nn::threads::set_threads(n.into());
     }
