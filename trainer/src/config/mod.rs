@@ -39,7 +39,8 @@ pub enum ModelChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
-    /// The GPU when a CUDA driver and device are present, else the CPU.
+    /// The GPU when a CUDA driver and device are present and training can run there (not yet:
+    /// today every run trains on the CPU), else the CPU.
     Auto,
     Cpu,
     Cuda,
@@ -242,11 +243,45 @@ impl TrainConfig {
                 m.init_steps > 0 && m.model_retain_steps > 0,
                 "mbpo.init_steps and mbpo.model_retain_steps must be > 0",
             ),
+            (
+                m.rollouts_per_step > 0,
+                "mbpo.rollouts_per_step must be > 0 (for real data only, set mbpo.real_ratio = 1)",
+            ),
+            (
+                m.rollouts_per_step
+                    .checked_mul(m.model_retain_steps)
+                    .and_then(|x| x.checked_mul(m.rollout_len_max))
+                    .and_then(|x| x.checked_mul(m.rollout_every))
+                    .is_some(),
+                "mbpo.rollouts_per_step * model_retain_steps * rollout_len_max * rollout_every \
+                 is too large",
+            ),
+            (
+                l.sn_q_scale.is_finite() && l.sn_q_scale > 0.0,
+                "lipschitz.sn_q_scale must be finite and > 0",
+            ),
+            (
+                s.batch_size <= s.buffer_size,
+                "sac.batch_size must be <= sac.buffer_size",
+            ),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err(format!("invalid value: {msg}")),
-            None => Ok(()),
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("invalid value: {msg}"));
         }
+        // Learning starts once the real buffer holds this many transitions; a smaller buffer
+        // would never get there and the run would silently act at random throughout.
+        let (starts, key) = match self.algo {
+            Algo::Mbpo => (m.init_steps, "mbpo.init_steps"),
+            Algo::Sac => (s.learning_starts, "sac.learning_starts"),
+        };
+        if s.buffer_size < starts {
+            return Err(format!(
+                "invalid value: sac.buffer_size ({}) must be >= {key} ({starts}): learning \
+                 starts once the buffer holds that many transitions",
+                s.buffer_size
+            ));
+        }
+        Ok(())
     }
 
     /// Whether two configs train the same thing: equal once the knobs a run never reads are

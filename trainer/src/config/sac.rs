@@ -23,9 +23,11 @@ pub struct SacConfig {
     pub batch_size: usize,
     /// Replay buffer capacity (transitions).
     pub buffer_size: usize,
-    /// Env steps with uniformly random actions before learning starts.
+    /// Env steps with uniformly random actions before learning starts (model-free SAC; MBPO
+    /// uses `mbpo.init_steps`).
     pub learning_starts: usize,
-    /// Gradient updates per env step (update-to-data ratio).
+    /// Gradient updates per env step, the update-to-data ratio (model-free SAC; MBPO uses
+    /// `mbpo.updates_per_step`).
     pub updates_per_step: usize,
     /// Hidden widths of the actor (the deployed network: keep it small for microcontrollers).
     pub actor_hidden: Vec<usize>,

@@ -90,6 +90,36 @@ fn errors_name_field_and_line() {
     assert!(e.contains("sac.noise_correlation"), "{e}");
 }
 
+/// Values that used to panic deep inside training, or to train nothing without a word, are
+/// refused up front with the key's name.
+#[test]
+fn values_that_cannot_train_are_refused() {
+    let cases = [
+        ("[mbpo]\nrollouts_per_step = 0\n", "mbpo.rollouts_per_step"),
+        (
+            "[mbpo]\nrollouts_per_step = 9000000000\nmodel_retain_steps = 9000000000\n",
+            "too large",
+        ),
+        ("[lipschitz]\nsn_q_scale = 0.0\n", "lipschitz.sn_q_scale"),
+        ("[lipschitz]\nsn_q_scale = nan\n", "lipschitz.sn_q_scale"),
+        (
+            "[sac]\nbuffer_size = 100\n",
+            "sac.batch_size must be <= sac.buffer_size",
+        ),
+        ("[sac]\nbuffer_size = 150\n", "mbpo.init_steps (200)"),
+        (
+            "algo = \"sac\"\n[sac]\nbuffer_size = 300\n",
+            "sac.learning_starts (500)",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = TrainConfig::from_toml(text, None, None).unwrap_err();
+        assert!(e.contains(needle), "{text:?}: {e}");
+    }
+    // The boundary itself trains.
+    TrainConfig::from_toml("[sac]\nbuffer_size = 200\n", None, None).unwrap();
+}
+
 #[test]
 fn knobs_a_run_never_reads_do_not_make_it_another_training() {
     let mut a = TrainConfig::for_env("cartpole-swingup");

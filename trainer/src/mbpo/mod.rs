@@ -74,6 +74,12 @@ impl Mbpo {
         {
             // The env's closed-form reward is exact: the model need not learn it.
             model_cfg.predict_reward = false;
+        } else if !model_cfg.predict_reward {
+            return Err(KeelError::usage(format!(
+                "invalid value: mbpo.model.predict_reward = false needs a plant with a \
+                 closed-form reward, and {} has none",
+                env.id()
+            )));
         }
         let model = DynamicsModel::new(
             &CpuBackend,
@@ -238,6 +244,20 @@ impl Agent for Mbpo {
 mod tests {
     use super::*;
     use crate::env::make_env;
+
+    /// A model that does not learn the reward needs the plant's closed-form one: refused with
+    /// the key's name where there is none (fishery3), taken where there is (Pendulum).
+    #[test]
+    fn predict_reward_off_needs_a_closed_form_reward() {
+        let mut cfg = TrainConfig::for_env("fishery3");
+        cfg.mbpo.model.predict_reward = false;
+        let env = make_env("fishery3").unwrap();
+        let e = Mbpo::new(&cfg, env.as_ref()).err().unwrap();
+        assert!(e.to_string().contains("mbpo.model.predict_reward"), "{e}");
+        cfg.env = "pendulum".into();
+        let env = make_env("pendulum").unwrap();
+        assert!(Mbpo::new(&cfg, env.as_ref()).is_ok());
+    }
 
     /// The robust weight follows its schedule through the env steps the agent observes.
     #[test]

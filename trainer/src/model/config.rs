@@ -58,8 +58,9 @@ pub struct ModelConfig {
     /// set), so a retrain has a bounded cost (on 1000 Pendulum transitions the 1% rule rarely
     /// stops a 3x128 model before 40). 0 only evaluates (re-selects elites).
     pub max_epochs: usize,
-    /// Whether the network also predicts the reward. Turn off when the env supplies
-    /// `reward_fn` (Pendulum does): a smaller output and no reward error.
+    /// Whether the network also predicts the reward. MBPO turns it off by itself when the env
+    /// supplies a closed-form `reward_fn` (Pendulum does: a smaller output and no reward
+    /// error); a plant without one needs it on.
     pub predict_reward: bool,
     /// With N > 1, train each member on its own bootstrap resample of the training split
     /// (MBPO); otherwise (and always for N = 1) each member sees its own shuffle of all of it.
