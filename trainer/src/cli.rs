@@ -9,7 +9,6 @@ use crate::env::make_env;
 use crate::error::KeelError;
 use crate::eval::{evaluate, load_policy};
 use crate::io::write_atomic;
-use crate::model::ModelConfig;
 
 /// Keel: model-based RL controllers for microcontrollers.
 #[derive(Debug, Parser)]
@@ -72,7 +71,8 @@ pub struct TrainArgs {
     /// Algorithm (default mbpo).
     #[arg(long, value_enum)]
     pub algo: Option<Algo>,
-    /// MBPO's dynamics model: one deterministic model (default) or the 7-model ensemble.
+    /// MBPO's dynamics model: one deterministic model (default) or the 7-model ensemble (Gaussian
+    /// heads, 5 elites; the config's other mbpo.model keys apply to it).
     #[arg(long, value_enum)]
     pub model: Option<ModelChoice>,
     /// Lipschitz regularisation of the critic (default sn+robust).
@@ -197,11 +197,8 @@ pub fn apply_variant(
 ) {
     match model {
         Some(ModelChoice::Ensemble) => {
-            cfg.mbpo.model = ModelConfig {
-                hidden: cfg.mbpo.model.hidden.clone(),
-                ..ModelConfig::default()
-            }
-            .mbpo_ensemble();
+            // On top of the config's other model keys (a --config's, or the env's defaults).
+            cfg.mbpo.model = std::mem::take(&mut cfg.mbpo.model).mbpo_ensemble();
         }
         Some(ModelChoice::Single) => {
             cfg.mbpo.model.ensemble_size = 1;

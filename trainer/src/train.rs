@@ -149,10 +149,29 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
             .out
             .clone()
             .ok_or_else(|| KeelError::usage("--resume needs --out DIR of the run"))?;
+        // A resumed run keeps its own config: a flag that would change what it trains is an
+        // error rather than silently ignored.
+        let fixed = [
+            ("--env", args.env.is_some()),
+            ("--algo", args.algo.is_some()),
+            ("--model", args.model.is_some()),
+            ("--lipschitz", args.lipschitz.is_some()),
+            ("--seed", args.seed.is_some()),
+            ("--config", args.config.is_some()),
+        ];
+        if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+            return Err(KeelError::usage(format!(
+                "{flag} cannot be combined with --resume: the run continues with its own \
+                 config.toml (with --resume only --steps, --device, --matmul and --threads apply)"
+            )));
+        }
         let ck = read_checkpoint(&dir)?;
         let mut cfg = ck.config;
         if let Some(s) = args.steps {
             cfg.steps = s;
+        }
+        if let Some(d) = args.device {
+            cfg.device = d;
         }
         if let Some(m) = args.matmul {
             cfg.matmul = m;
@@ -213,13 +232,20 @@ pub fn train_with_env(
 ) -> Result<TrainOutcome, KeelError> {
     let mut env = env;
     cfg.validate().map_err(KeelError::usage)?;
+    // The CUDA kernels (`nn::cuda`, feature `cuda`) are tested against the CPU backend but do
+    // not drive training yet: every run trains on the CPU.
+    let why = if cfg!(feature = "cuda") {
+        "training does not run on the CUDA backend yet"
+    } else {
+        "this keel was built without CUDA support"
+    };
     match cfg.device {
         Device::Cuda => {
-            return Err(KeelError::usage(
-                "--device cuda: this keel was built without CUDA support; use --device cpu or auto",
-            ))
+            return Err(KeelError::usage(format!(
+                "--device cuda: {why}; use --device cpu or auto"
+            )))
         }
-        Device::Auto if progress => eprintln!("device: cpu (this build has no CUDA backend)"),
+        Device::Auto if progress => eprintln!("device: cpu ({why})"),
         _ => {}
     }
     crate::nn::bf16::set_enabled(cfg.matmul == Matmul::Bf16)
@@ -275,6 +301,7 @@ pub fn train_with_env(
     while env_step < cfg.steps {
         agent.explore(&obs, &mut act);
         let out = env.step(&act, &mut next_obs);
+        // Only `terminated` is stored: past a time-limit truncation the critic bootstraps.
         agent.observe(&obs, &act, out.reward as f32, &next_obs, out.terminated);
         ep_ret += out.reward;
         env_step += 1;

@@ -147,6 +147,30 @@ fn print_config_shows_the_env_defaults_and_reads_back() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), text);
+
+    // --model ensemble builds MBPO's ensemble on top of the config's own model keys.
+    let deep = tmp.path().join("deep.toml");
+    std::fs::write(
+        &deep,
+        "[mbpo.model]\nhidden = [64, 64, 64, 64]\npatience = 9\nweight_decay = [1e-5]\n",
+    )
+    .unwrap();
+    let o = keel(&[
+        "train",
+        "--config",
+        deep.to_str().unwrap(),
+        "--model",
+        "ensemble",
+        "--print-config",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: toml::Value = toml::from_str(&stdout(&o)).unwrap();
+    let m = &v["mbpo"]["model"];
+    assert_eq!(m["ensemble_size"].as_integer(), Some(7));
+    assert_eq!(m["elites"].as_integer(), Some(5));
+    assert_eq!(m["head"].as_str(), Some("gaussian"));
+    assert_eq!(m["patience"].as_integer(), Some(9));
+    assert_eq!(m["hidden"].as_array().map(Vec::len), Some(4));
 }
 
 #[test]
@@ -275,6 +299,14 @@ fn resume_export_inspect_eval() {
         "train", "--config", &cfg, "--steps", "300", "--out", r, "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A flag that would change what the run trains is refused, not silently dropped.
+    let o = keel(&["train", "--resume", "--seed", "3", "--out", r, "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--seed cannot be combined with --resume"),
+        "{}",
+        stderr(&o)
+    );
     let o = keel(&["train", "--resume", "--steps", "600", "--out", r, "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = metrics_without_wall(&run);
