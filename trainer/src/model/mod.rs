@@ -11,8 +11,10 @@
 //!   chosen by holdout MSE (of the mean, for both heads, as MBPO). Weights, Adam moments and
 //!   per-layer L2 decay carry over between retrains.
 //! - The N networks are one [`EnsembleMlp`]: stacked parameters `[N, out, in]` per layer and
-//!   activations `[N, rows, width]`, so each layer of all members is one strided-batched GEMM on
-//!   a GPU (a loop of GEMMs on the CPU). N = 1 is the single model.
+//!   activations `[N, rows, width]`, one forward and one backward pass through the layers for
+//!   all members (not N model passes). Each layer is the layout of a strided-batched GEMM; the
+//!   CPU backend runs it as a loop of N GEMMs over the stacked buffers. N = 1 is the single
+//!   model.
 //! - [`DynamicsModel::predict`] gives each row a uniformly random elite, drawn as a balanced
 //!   random partition of the rows over the elites (mbrl-lib's "random_model" propagation), so
 //!   an ensemble's rollouts cost about what a single model's do; only training costs N times.

@@ -15,6 +15,8 @@ use crate::nn::{
 use crate::replay::Batch;
 
 mod persist;
+#[cfg(test)]
+mod tests;
 
 /// Losses and temperatures of the latest update.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -147,3 +147,48 @@ pub fn lipschitz_stats(
         ("lip_layer_bound".into(), bound),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Algo;
+    use crate::env::make_env;
+    use rand::Rng;
+
+    /// The critic's fixed point on a plant that pays 1 per step and loops on one state: a
+    /// transition stored as non-terminal (what the training loop stores at a time-limit
+    /// truncation: only `terminated` is kept) bootstraps, Q -> 1 / (1 - gamma); a terminal one
+    /// does not, Q -> 1.
+    #[test]
+    fn critic_bootstraps_past_a_truncation_and_not_past_a_terminal() {
+        let mut cfg = TrainConfig::for_env_algo("pendulum", Algo::Sac);
+        cfg.sac.gamma = 0.5;
+        // Next to no entropy bonus: the fixed point is then r / (1 - gamma (1 - done)).
+        cfg.sac.init_alpha = 1e-6;
+        cfg.sac.alpha_lr = 1e-9;
+        cfg.sac.actor_hidden = vec![16];
+        cfg.sac.critic_hidden = vec![32, 32];
+        cfg.sac.batch_size = 32;
+        cfg.sac.learning_starts = 32;
+        cfg.sac.updates_per_step = 2;
+        let env = make_env("pendulum").unwrap();
+        let obs = [1.0f32, 0.0, 0.0];
+        for (terminated, want) in [(false, 2.0f32), (true, 1.0)] {
+            let mut sac = Sac::new(&cfg, env.as_ref());
+            let mut rng = Pcg64::seed_from_u64(3);
+            for _ in 0..1500 {
+                // Actions vary so the critic is fitted over the actor's whole action range.
+                let act = [rng.random_range(-2.0f32..2.0)];
+                sac.observe(&obs, &act, 1.0, &obs, terminated);
+            }
+            let mut critic = sac.learner().critics()[0].clone();
+            for a in [-1.5f32, 0.0, 1.5] {
+                let q = critic.predict(&[obs[0], obs[1], obs[2], a], 1)[0];
+                assert!(
+                    (q - want).abs() < 0.05,
+                    "terminated = {terminated}, a = {a}: Q = {q}, want {want}"
+                );
+            }
+        }
+    }
+}
