@@ -165,7 +165,10 @@ pub struct MbpoConfig {
     pub rollout_len_max: usize,
     pub rollout_len_from: usize,
     pub rollout_len_to: usize,
-    /// The model buffer keeps the rollouts of about this many env steps.
+    /// The model buffer keeps the rollouts of about this many env steps: it holds
+    /// `rollouts_per_step * model_retain_steps * rollout_len_max` transitions, this many steps'
+    /// worth at the longest rollouts (more while rollouts are shorter). About one retrain
+    /// interval by default (200 steps against retraining every 100 or 250).
     pub model_retain_steps: usize,
     /// Fraction of each SAC batch drawn from real transitions; the rest from model rollouts.
     pub real_ratio: f32,
