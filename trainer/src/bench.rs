@@ -277,6 +277,9 @@ struct Summary {
     first: Option<(usize, f64)>,
     final_mean: f64,
     final_std: f64,
+    /// The mean of all its evaluations: the area under the learning curve over its length, so
+    /// a run that gets there sooner scores higher at the same final return.
+    curve_mean: f64,
     lip: Option<f64>,
     bound: Option<f64>,
     model_s: Option<f64>,
@@ -293,6 +296,7 @@ fn summarize(rows: &[Row], threshold: Option<f64>) -> Option<Summary> {
         }),
         final_mean: last.eval_mean,
         final_std: last.eval_std,
+        curve_mean: rows.iter().map(|r| r.eval_mean).sum::<f64>() / rows.len() as f64,
         lip: last.lip_grad_mean,
         bound: last.lip_layer_bound,
         model_s: last.model_s,
@@ -424,6 +428,7 @@ mod tests {
         let s = summarize(&parse_metrics(sac).unwrap(), Some(-200.0)).unwrap();
         assert_eq!(s.first, Some((1000, 3.0)));
         assert_eq!(s.final_mean, -150.0);
+        assert_eq!(s.curve_mean, -525.0);
     }
 
     #[test]

@@ -84,7 +84,9 @@ pub(super) fn results_md(
          ‖dQ/ds‖ is the critic's mean input-gradient norm on replay states (what the critic's \
          slope is where the data are), layer bound the product of its layers' spectral norms (a \
          bound on the slope anywhere), model s the seconds spent training and running the \
-         dynamics model. Final eval is mean ± std over seeds.\n",
+         dynamics model. Final eval is mean ± std over seeds, and so is curve mean: the mean of \
+         each run's evaluations (the area under its learning curve over its length; higher \
+         for a run that learns sooner).\n",
     );
     for env in envs {
         let b = budget(env);
@@ -110,9 +112,9 @@ pub(super) fn results_md(
         });
         let _ = writeln!(
             s,
-            "| config | seeds |{thr_cols} final eval | mean ‖dQ/ds‖ | layer bound | model s | total wall s |"
+            "| config | seeds |{thr_cols} final eval | curve mean | mean ‖dQ/ds‖ | layer bound | model s | total wall s |"
         );
-        let n_cols = if b.threshold.is_some() { 9 } else { 7 };
+        let n_cols = if b.threshold.is_some() { 10 } else { 8 };
         let _ = writeln!(s, "|{}", "---|".repeat(n_cols));
         for config in configs {
             let runs: Vec<&RunResult> = jobs
@@ -161,10 +163,12 @@ pub(super) fn results_md(
                 );
             }
             let finals: Vec<f64> = sums.iter().map(|x| x.final_mean).collect();
+            let curves: Vec<f64> = sums.iter().map(|x| x.curve_mean).collect();
             let _ = writeln!(
                 row,
-                " {} | {} | {} | {} | {} |",
+                " {} | {} | {} | {} | {} | {} |",
                 mean_std(&finals),
+                mean_std(&curves),
                 fmt_opt(med(&|x| x.lip), 1),
                 fmt_opt(med(&|x| x.bound), 0),
                 fmt_opt(med(&|x| x.model_s), 1),
@@ -198,7 +202,7 @@ fn mean_std(v: &[f64]) -> String {
 pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
     let mut s = String::from(
         "env,config,seed,status,steps,threshold,first_step,wall_to_threshold_s,\
-         final_eval_mean,final_eval_std,lip_grad_mean,lip_layer_bound,model_s,wall_s\n",
+         final_eval_mean,final_eval_std,curve_mean,lip_grad_mean,lip_layer_bound,model_s,wall_s\n",
     );
     let num = |v: Option<f64>| {
         v.filter(|x| x.is_finite())
@@ -217,7 +221,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
         let first = sum.and_then(|x| x.first);
         let _ = writeln!(
             s,
-            "{},{},{},{status},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{status},{},{},{},{},{},{},{},{},{},{},{}",
             job.env,
             job.config,
             job.seed,
@@ -227,6 +231,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
             num(first.map(|f| f.1)),
             num(sum.map(|x| x.final_mean)),
             num(sum.map(|x| x.final_std)),
+            num(sum.map(|x| x.curve_mean)),
             num(sum.and_then(|x| x.lip)),
             num(sum.and_then(|x| x.bound)),
             num(sum.and_then(|x| x.model_s)),
