@@ -55,6 +55,14 @@ fn user_keys_override_env_defaults() {
         [0.5, 0.5, 0.25, 0.0]
     );
     assert_eq!(TrainConfig::for_env("pendulum").lipschitz.epsilon, 0.01);
+    // Half-real SAC batches on the two plants whose single model needed them.
+    for (env, ratio) in [
+        ("pendulum", 0.1),
+        ("cartpole-swingup", 0.5),
+        ("fishery3", 0.5),
+    ] {
+        assert_eq!(TrainConfig::for_env(env).mbpo.real_ratio, ratio, "{env}");
+    }
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
     assert!(!sac.spectral_norm && !sac.robust);
