@@ -280,6 +280,7 @@ impl SacLearner {
         let mut x = vec![0.0f32; n * w];
         Self::concat(&obs[..n * od], &act[..n * ad], od, ad, &mut x);
         let ones = vec![1.0f32; n];
+        let qs = f64::from(self.q_scale());
         let q = &mut self.q[0];
         q.forward_with(&mut self.measure_cache, &x, n);
         q.backward_with(&mut self.measure_cache, &ones, n, Backprop::Input);
@@ -293,11 +294,6 @@ impl SacLearner {
                     .sqrt()
             })
             .collect();
-        let qs = f64::from(if self.lip.spectral_norm {
-            self.lip.sn_q_scale
-        } else {
-            1.0
-        });
         let max = qs * norms.iter().copied().fold(0.0, f64::max);
         let mean = qs * norms.iter().sum::<f64>() / n.max(1) as f64;
         (max, mean, qs * f64::from(q.lipschitz_bound()))
