@@ -213,6 +213,10 @@ impl TrainConfig {
                 "sac.noise_correlation must be in [0, 1)",
             ),
             (
+                (0.0..=1.0).contains(&s.policy_average),
+                "sac.policy_average must be in [0, 1]",
+            ),
+            (
                 s.actor_hidden
                     .iter()
                     .chain(&s.critic_hidden)

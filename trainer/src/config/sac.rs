@@ -42,6 +42,12 @@ pub struct SacConfig {
     /// (uniform in the box at every step either way). Plants whose reward needs a sustained
     /// push to be found at all (mountaincar) need it; others are best left white.
     pub noise_correlation: f32,
+    /// Weight w of each actor update in the deployed policy: with w > 0 `policy.keel` (and every
+    /// evaluation, which runs the exported policy) carries a running average of the actor's
+    /// weights, p <- (1 - w) p + w actor, started at the initial actor, so it trails the online
+    /// actor by about 1 / w updates and smooths its swings between evaluations. 0 deploys the
+    /// online actor itself. Exploration and model rollouts always use the online actor.
+    pub policy_average: f32,
 }
 
 impl Default for SacConfig {
@@ -64,6 +70,7 @@ impl Default for SacConfig {
             critic_hidden: vec![256, 256],
             max_grad_norm: None,
             noise_correlation: 0.0,
+            policy_average: 0.0,
         }
     }
 }

@@ -96,6 +96,11 @@ fn errors_name_field_and_line() {
     assert!(e.contains("sac.gamma"), "{e}");
     let e = TrainConfig::from_toml("[sac]\nnoise_correlation = 1.0\n", None, None).unwrap_err();
     assert!(e.contains("sac.noise_correlation"), "{e}");
+    for bad in ["-0.1", "1.5", "nan"] {
+        let toml = format!("[sac]\npolicy_average = {bad}\n");
+        let e = TrainConfig::from_toml(&toml, None, None).unwrap_err();
+        assert!(e.contains("sac.policy_average"), "{bad}: {e}");
+    }
 }
 
 /// Values that used to panic deep inside training, or to train nothing without a word, are

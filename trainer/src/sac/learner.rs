@@ -111,6 +111,8 @@ pub struct SacLearner {
     low: Vec<f32>,
     high: Vec<f32>,
     actor: Mlp<CpuBackend>,
+    /// The deployed policy's running average of the actor's weights (`SacConfig::policy_average`).
+    actor_avg: Option<Vec<f32>>,
     actor_opt: Adam<CpuBackend>,
     q: [Mlp<CpuBackend>; 2],
     q_target: [Mlp<CpuBackend>; 2],
@@ -219,6 +221,7 @@ impl SacLearner {
             head: SquashedGaussian::new(low, high),
             low: low.to_vec(),
             high: high.to_vec(),
+            actor_avg: (cfg.policy_average > 0.0).then(|| actor.params().into_owned()),
             actor,
             actor_opt,
             q,
@@ -319,8 +322,9 @@ impl SacLearner {
         }
     }
 
-    /// The deterministic action computed with the trainer's own networks (the exported policy
-    /// computes the same through keel-runtime; evaluation uses the runtime).
+    /// The online actor's deterministic action (the exported policy computes the same through
+    /// keel-runtime unless `SacConfig::policy_average` deploys an average; evaluation uses the
+    /// runtime).
     pub fn deterministic_action(&mut self, obs: &[f32], action: &mut [f32]) {
         self.one_obs.copy_from_slice(obs);
         let raw = self.actor.predict(&self.one_obs, 1);
@@ -566,6 +570,7 @@ impl SacLearner {
         self.actor.zero_grad();
         self.actor.backward(&self.d_raw, b, false);
         self.actor_opt.step(&mut self.actor);
+        self.average_actor();
 
         // Temperature: minimise -log_alpha * E[log pi + target_entropy] (Adam on a scalar).
         let mean_logp = self.logp.iter().sum::<f32>() * inv_b;

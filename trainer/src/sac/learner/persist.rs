@@ -11,6 +11,7 @@ use crate::nn::AdamState;
 #[derive(Serialize, Deserialize)]
 struct LearnerState {
     actor: Vec<f32>,
+    actor_avg: Option<Vec<f32>>,
     actor_opt: AdamState,
     q: [Vec<f32>; 2],
     q_target: [Vec<f32>; 2],
@@ -22,34 +23,23 @@ struct LearnerState {
 }
 
 impl SacLearner {
-    /// The deterministic actor (mean head only) as a deployable policy.
+    /// Moves the deployed average one step towards the actor just updated.
+    pub(super) fn average_actor(&mut self) {
+        if let Some(avg) = &mut self.actor_avg {
+            let w = self.cfg.policy_average;
+            for (p, &a) in avg.iter_mut().zip(self.actor.params().iter()) {
+                *p += w * (a - *p);
+            }
+        }
+    }
+
+    /// The deterministic actor (mean head only) as a deployable policy: the running average of
+    /// its weights when `SacConfig::policy_average` > 0, the actor itself otherwise.
     pub fn policy_spec(&self) -> PolicySpec {
-        let n = self.actor.num_layers();
-        let params = self.actor.params();
-        let actor = (0..n)
-            .map(|i| {
-                // The actor has no spectral normalisation, so its stored weights are the weights.
-                let (w, bias) = self.actor.layer_ranges(i);
-                let (w, bias) = (&params[w], &params[bias]);
-                let (in_dim, mut out_dim) = (w.len() / bias.len(), bias.len());
-                let last = i + 1 == n;
-                if last {
-                    // Keep the mean rows; the log-std rows are only for exploration.
-                    out_dim = self.act_dim;
-                }
-                DenseSpec {
-                    in_dim,
-                    out_dim,
-                    weight: w[..in_dim * out_dim].to_vec(),
-                    bias: bias[..out_dim].to_vec(),
-                    activation: if last {
-                        RtActivation::Identity
-                    } else {
-                        RtActivation::Relu
-                    },
-                }
-            })
-            .collect();
+        let actor = match &self.actor_avg {
+            Some(avg) => self.actor_layers(avg),
+            None => self.actor_layers(&self.actor.params()),
+        };
         // The tanh head maps to bias +- scale.
         let (low, high): (Vec<f32>, Vec<f32>) = self
             .head
@@ -76,9 +66,39 @@ impl SacLearner {
         }
     }
 
+    /// The runtime's layers for actor parameters `params` (laid out as the actor's).
+    pub(super) fn actor_layers(&self, params: &[f32]) -> Vec<DenseSpec> {
+        let n = self.actor.num_layers();
+        (0..n)
+            .map(|i| {
+                // The actor has no spectral normalisation, so its stored weights are the weights.
+                let (w, bias) = self.actor.layer_ranges(i);
+                let (w, bias) = (&params[w], &params[bias]);
+                let (in_dim, mut out_dim) = (w.len() / bias.len(), bias.len());
+                let last = i + 1 == n;
+                if last {
+                    // Keep the mean rows; the log-std rows are only for exploration.
+                    out_dim = self.act_dim;
+                }
+                DenseSpec {
+                    in_dim,
+                    out_dim,
+                    weight: w[..in_dim * out_dim].to_vec(),
+                    bias: bias[..out_dim].to_vec(),
+                    activation: if last {
+                        RtActivation::Identity
+                    } else {
+                        RtActivation::Relu
+                    },
+                }
+            })
+            .collect()
+    }
+
     pub fn save(&self) -> Result<Vec<u8>, KeelError> {
         let st = LearnerState {
             actor: self.actor.params().into_owned(),
+            actor_avg: self.actor_avg.clone(),
             actor_opt: self.actor_opt.state(),
             q: [
                 self.q[0].params().into_owned(),
@@ -108,6 +128,11 @@ impl SacLearner {
             return Err(bad("network sizes differ"));
         }
         self.actor.load_params(&st.actor);
+        match (&mut self.actor_avg, st.actor_avg) {
+            (Some(avg), Some(saved)) if saved.len() == avg.len() => *avg = saved,
+            (None, None) => {}
+            _ => return Err(bad("deployed policy average")),
+        }
         self.actor_opt
             .load_state(st.actor_opt)
             .map_err(|_| bad("actor optimizer"))?;

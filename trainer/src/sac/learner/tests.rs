@@ -110,3 +110,43 @@ fn measured_slope_matches_finite_differences() {
         );
     }
 }
+
+/// With `policy_average` = w the exported policy is p0 + w (p1 - p0) after one update from p0 to
+/// p1, not the online actor, and it survives a checkpoint.
+#[test]
+fn exported_policy_is_the_running_average_of_the_actor() {
+    let (od, ad, b, w) = (3, 1, 16, 0.25);
+    let sac = SacConfig {
+        batch_size: b,
+        actor_hidden: vec![8],
+        critic_hidden: vec![16],
+        policy_average: w,
+        ..SacConfig::default()
+    };
+    let lip = LipschitzConfig::default();
+    let mut rng = Pcg64::seed_from_u64(11);
+    let mut learner = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
+    let mut batch = Batch::new(b, od, ad);
+    for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
+        *x = rng.random_range(-1.0..1.0);
+    }
+    for a in &mut batch.act {
+        *a = rng.random_range(-2.0..2.0);
+    }
+    batch.rew.fill(1.0);
+    let p0 = learner.actor.params().into_owned();
+    learner.update(&batch, &mut rng, 0..0);
+    let p1 = learner.actor.params().into_owned();
+    assert_ne!(p0, p1, "the update must move the actor");
+    let averaged = learner.policy_spec().actor;
+
+    let mut restored = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
+    restored.load(&learner.save().unwrap()).unwrap();
+    assert_eq!(restored.policy_spec().actor, averaged);
+
+    // The same export from an actor holding the averaged weights and no average of its own.
+    let online = learner.actor_layers(&p1);
+    assert_ne!(online, averaged);
+    let mixed: Vec<f32> = p0.iter().zip(&p1).map(|(a, b)| a + w * (b - a)).collect();
+    assert_eq!(learner.actor_layers(&mixed), averaged);
+}
