@@ -63,6 +63,18 @@ fn user_keys_override_env_defaults() {
     ] {
         assert_eq!(TrainConfig::for_env(env).mbpo.real_ratio, ratio, "{env}");
     }
+    // fishery3 deploys MBPO's averaged actor; nothing else averages.
+    assert_eq!(TrainConfig::for_env("fishery3").sac.policy_average, 2e-5);
+    assert_eq!(
+        TrainConfig::for_env_algo("fishery3", Algo::Sac)
+            .sac
+            .policy_average,
+        0.0
+    );
+    assert_eq!(
+        TrainConfig::for_env("cartpole-swingup").sac.policy_average,
+        0.0
+    );
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
     assert!(!sac.spectral_norm && !sac.robust);
