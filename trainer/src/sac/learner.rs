@@ -112,7 +112,7 @@ pub struct SacLearner {
     high: Vec<f32>,
     actor: Mlp<CpuBackend>,
     /// The deployed policy's running average of the actor's weights (`SacConfig::policy_average`).
-    actor_avg: Option<Vec<f32>>,
+    actor_avg: Option<Mlp<CpuBackend>>,
     actor_opt: Adam<CpuBackend>,
     q: [Mlp<CpuBackend>; 2],
     q_target: [Mlp<CpuBackend>; 2],
@@ -221,7 +221,7 @@ impl SacLearner {
             head: SquashedGaussian::new(low, high),
             low: low.to_vec(),
             high: high.to_vec(),
-            actor_avg: (cfg.policy_average > 0.0).then(|| actor.params().into_owned()),
+            actor_avg: (cfg.policy_average > 0.0).then(|| actor.clone()),
             actor,
             actor_opt,
             q,

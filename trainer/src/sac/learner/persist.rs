@@ -26,10 +26,7 @@ impl SacLearner {
     /// Moves the deployed average one step towards the actor just updated.
     pub(super) fn average_actor(&mut self) {
         if let Some(avg) = &mut self.actor_avg {
-            let w = self.cfg.policy_average;
-            for (p, &a) in avg.iter_mut().zip(self.actor.params().iter()) {
-                *p += w * (a - *p);
-            }
+            avg.polyak_from(&self.actor, self.cfg.policy_average);
         }
     }
 
@@ -37,7 +34,7 @@ impl SacLearner {
     /// its weights when `SacConfig::policy_average` > 0, the actor itself otherwise.
     pub fn policy_spec(&self) -> PolicySpec {
         let actor = match &self.actor_avg {
-            Some(avg) => self.actor_layers(avg),
+            Some(avg) => self.actor_layers(&avg.params()),
             None => self.actor_layers(&self.actor.params()),
         };
         // The tanh head maps to bias +- scale.
@@ -98,7 +95,7 @@ impl SacLearner {
     pub fn save(&self) -> Result<Vec<u8>, KeelError> {
         let st = LearnerState {
             actor: self.actor.params().into_owned(),
-            actor_avg: self.actor_avg.clone(),
+            actor_avg: self.actor_avg.as_ref().map(|a| a.params().into_owned()),
             actor_opt: self.actor_opt.state(),
             q: [
                 self.q[0].params().into_owned(),
@@ -129,7 +126,7 @@ impl SacLearner {
         }
         self.actor.load_params(&st.actor);
         match (&mut self.actor_avg, st.actor_avg) {
-            (Some(avg), Some(saved)) if saved.len() == avg.len() => *avg = saved,
+            (Some(avg), Some(saved)) if saved.len() == avg.num_params() => avg.load_params(&saved),
             (None, None) => {}
             _ => return Err(bad("deployed policy average")),
         }

@@ -111,7 +111,7 @@ fn measured_slope_matches_finite_differences() {
     }
 }
 
-/// With `policy_average` = w the exported policy is p0 + w (p1 - p0) after one update from p0 to
+/// With `policy_average` = w the exported policy is w p1 + (1 - w) p0 after one update from p0 to
 /// p1, not the online actor, and it survives a checkpoint.
 #[test]
 fn exported_policy_is_the_running_average_of_the_actor() {
@@ -147,6 +147,10 @@ fn exported_policy_is_the_running_average_of_the_actor() {
     // The same export from an actor holding the averaged weights and no average of its own.
     let online = learner.actor_layers(&p1);
     assert_ne!(online, averaged);
-    let mixed: Vec<f32> = p0.iter().zip(&p1).map(|(a, b)| a + w * (b - a)).collect();
+    let mixed: Vec<f32> = p0
+        .iter()
+        .zip(&p1)
+        .map(|(a, b)| w * b + (1.0 - w) * a)
+        .collect();
     assert_eq!(learner.actor_layers(&mixed), averaged);
 }
