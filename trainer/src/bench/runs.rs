@@ -29,14 +29,14 @@ pub(super) struct RunResult {
 /// A finished run of this config: its policy.keel exists (written last), its config.toml reads
 /// back to a config that trains the same ([`TrainConfig::same_training`]), and its metrics
 /// reach the last step. Read back, not compared as text: a run written before a config key was
-/// added lacks that key, which then takes its default (a new key's default keeps the old
-/// behaviour).
+/// added lacks that key, which then takes the neutral default that keeps the old behaviour
+/// ([`TrainConfig::from_written`]).
 fn finished_rows(job: &Job) -> Option<Vec<Row>> {
     if !job.dir.join("policy.keel").is_file() {
         return None;
     }
     let toml = std::fs::read_to_string(job.dir.join("config.toml")).ok()?;
-    if !TrainConfig::from_toml(&toml, None, None)
+    if !TrainConfig::from_written(&toml)
         .ok()?
         .same_training(&job.cfg)
     {
@@ -220,5 +220,37 @@ mod tests {
             None,
             "another training starts again"
         );
+    }
+
+    /// A finished run whose config.toml predates `sac.policy_average` deployed its online actor:
+    /// reused where today's default is still 0, not where it now averages (fishery3's MBPO).
+    #[test]
+    fn a_run_from_before_a_key_counts_with_the_keys_old_behaviour() {
+        for (env, reused) in [("cartpole-swingup", true), ("fishery3", false)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let cfg = run_config(env, "mbpo-single-sn+robust", 0, Some(10)).unwrap();
+            let old_toml: String = cfg
+                .to_toml()
+                .lines()
+                .filter(|l| !l.starts_with("policy_average"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(tmp.path().join("config.toml"), old_toml).unwrap();
+            std::fs::write(tmp.path().join("policy.keel"), b"").unwrap();
+            let last = crate::metrics::EvalRecord {
+                env_step: 10,
+                ..Default::default()
+            };
+            let csv = crate::metrics::to_csv(&[last]);
+            std::fs::write(tmp.path().join("metrics.csv"), csv).unwrap();
+            let job = Job {
+                env: env.into(),
+                config: "mbpo-single-sn+robust".into(),
+                seed: 0,
+                cfg,
+                dir: tmp.path().to_path_buf(),
+            };
+            assert_eq!(finished_rows(&job).is_some(), reused, "{env}");
+        }
     }
 }

@@ -190,6 +190,14 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// Reads back a run's own `config.toml` (fully resolved when written). Keys added to Keel
+    /// after the run was written take the structs' neutral defaults, which keep the old
+    /// behaviour, not the env's defaults of today: a fishery3 run from before
+    /// `sac.policy_average` deployed its online actor, whatever fishery3's default is now.
+    pub fn from_written(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
     /// Range checks that serde cannot express; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         let s = &self.sac;
