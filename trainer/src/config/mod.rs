@@ -170,7 +170,7 @@ impl TrainConfig {
         algo_override: Option<Algo>,
     ) -> Result<Self, String> {
         // Pass 1 checks the user's text as written, so errors point at its lines.
-        let parsed: TrainConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let parsed = Self::from_written(text)?;
         let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
         // Pass 2 lays the user's keys over the defaults of the env they chose.
         let env = env_override.map(str::to_string).unwrap_or(parsed.env);
