@@ -144,7 +144,7 @@ fn exported_policy_is_the_running_average_of_the_actor() {
     restored.load(&learner.save().unwrap()).unwrap();
     assert_eq!(restored.policy_spec().actor, averaged);
 
-    // The same export from an actor holding the averaged weights and no average of its own.
+    // The export is the runtime layers of exactly those mixed weights, not of the online ones.
     let online = learner.actor_layers(&p1);
     assert_ne!(online, averaged);
     let mixed: Vec<f32> = p0
