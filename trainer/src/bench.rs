@@ -215,6 +215,9 @@ pub struct Row {
     pub eval_std: f64,
     /// Mean ||dQ/ds|| over replay states (absent or NaN: `None`).
     pub lip_grad_mean: Option<f64>,
+    /// Max ||dQ/ds|| over the same states: the Lipschitz constant the data show, a lower bound
+    /// on the critic's true one (the layer bound is an upper bound).
+    pub lip_grad_max: Option<f64>,
     /// The critic's certified Lipschitz bound, the product of its layers' spectral norms (times
     /// the Q scale under spectral normalization).
     pub lip_layer_bound: Option<f64>,
@@ -230,7 +233,7 @@ pub fn parse_metrics(text: &str) -> Result<Vec<Row>, String> {
     let need = |name: &str| col(name).ok_or(format!("no column '{name}'"));
     let (step_i, wall_i, mean_i) = (need("env_step")?, need("wall_s")?, need("eval_mean")?);
     let (std_i, lip_i) = (col("eval_std"), col("lip_grad_mean"));
-    let bound_i = col("lip_layer_bound");
+    let (max_i, bound_i) = (col("lip_grad_max"), col("lip_layer_bound"));
     let (train_i, pred_i) = (col("model_train_s"), col("model_predict_s"));
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
@@ -257,6 +260,7 @@ pub fn parse_metrics(text: &str) -> Result<Vec<Row>, String> {
             eval_mean: num(mean_i)?,
             eval_std: opt(std_i).unwrap_or(f64::NAN),
             lip_grad_mean: opt(lip_i),
+            lip_grad_max: opt(max_i),
             lip_layer_bound: opt(bound_i),
             model_s,
         });
@@ -281,6 +285,7 @@ struct Summary {
     /// a run that gets there sooner scores higher at the same final return.
     curve_mean: f64,
     lip: Option<f64>,
+    lip_max: Option<f64>,
     bound: Option<f64>,
     model_s: Option<f64>,
     wall_s: f64,
@@ -298,6 +303,7 @@ fn summarize(rows: &[Row], threshold: Option<f64>) -> Option<Summary> {
         final_std: last.eval_std,
         curve_mean: rows.iter().map(|r| r.eval_mean).sum::<f64>() / rows.len() as f64,
         lip: last.lip_grad_mean,
+        lip_max: last.lip_grad_max,
         bound: last.lip_layer_bound,
         model_s: last.model_s,
         wall_s: last.wall_s,
@@ -418,11 +424,17 @@ mod tests {
         assert_eq!(rows[1].lip_grad_mean, Some(42.0));
         assert_eq!(rows[1].model_s, None);
         assert_eq!(rows[1].lip_layer_bound, None);
-        let mbpo = "eval_mean,env_step,wall_s,model_predict_s,model_train_s,lip_layer_bound\n\
-                    -100,250,2,0.5,1,3000\n";
+        assert_eq!(rows[1].lip_grad_max, None);
+        let mbpo = "eval_mean,env_step,wall_s,model_predict_s,model_train_s,lip_layer_bound,\
+                    lip_grad_max\n-100,250,2,0.5,1,3000,77\n";
         let rows = parse_metrics(mbpo).unwrap();
         assert_eq!((rows[0].env_step, rows[0].model_s), (250, Some(1.5)));
         assert_eq!(rows[0].lip_layer_bound, Some(3000.0));
+        let s = summarize(&rows, None).unwrap();
+        assert_eq!(
+            (s.lip_max, s.lip, s.bound),
+            (Some(77.0), None, Some(3000.0))
+        );
         assert!(parse_metrics("env_step,eval_mean\n1,2\n").is_err());
         assert!(parse_metrics("env_step,wall_s,eval_mean\nx,1,2\n").is_err());
         let s = summarize(&parse_metrics(sac).unwrap(), Some(-200.0)).unwrap();

@@ -188,6 +188,7 @@ mod tests {
             eval_mean,
             eval_std: 0.0,
             lip_grad_mean: None,
+            lip_grad_max: None,
             lip_layer_bound: None,
             model_s: None,
         }

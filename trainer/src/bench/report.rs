@@ -81,8 +81,9 @@ pub(super) fn results_md(
          (deterministic policy, mean over the eval episodes) at or above the threshold; its median \
          counts seeds that never got there as infinite (\"-\" when that is the median), and \
          (k/n) says how many did. The other columns are medians of each run's last evaluation: \
-         ‖dQ/ds‖ is the critic's mean input-gradient norm on replay states (what the critic's \
-         slope is where the data are), layer bound the product of its layers' spectral norms (a \
+         mean ‖dQ/ds‖ is the critic's mean input-gradient norm on replay states (what the \
+         critic's slope is where the data are), max ‖dQ/ds‖ the largest on the same states (the \
+         Lipschitz constant the data show, a lower bound on the critic's), layer bound the product of its layers' spectral norms (a \
          bound on the slope anywhere), model s the seconds spent training and running the \
          dynamics model. Final eval is mean ± std over seeds, and so is curve mean: the mean of \
          each run's evaluations (the area under its learning curve over its length; higher \
@@ -112,9 +113,9 @@ pub(super) fn results_md(
         });
         let _ = writeln!(
             s,
-            "| config | seeds |{thr_cols} final eval | curve mean | mean ‖dQ/ds‖ | layer bound | model s | total wall s |"
+            "| config | seeds |{thr_cols} final eval | curve mean | mean ‖dQ/ds‖ | max ‖dQ/ds‖ | layer bound | model s | total wall s |"
         );
-        let n_cols = if b.threshold.is_some() { 10 } else { 8 };
+        let n_cols = if b.threshold.is_some() { 11 } else { 9 };
         let _ = writeln!(s, "|{}", "---|".repeat(n_cols));
         for config in configs {
             let runs: Vec<&RunResult> = jobs
@@ -166,10 +167,11 @@ pub(super) fn results_md(
             let curves: Vec<f64> = sums.iter().map(|x| x.curve_mean).collect();
             let _ = writeln!(
                 row,
-                " {} | {} | {} | {} | {} | {} |",
+                " {} | {} | {} | {} | {} | {} | {} |",
                 mean_std(&finals),
                 mean_std(&curves),
                 fmt_opt(med(&|x| x.lip), 1),
+                fmt_opt(med(&|x| x.lip_max), 1),
                 fmt_opt(med(&|x| x.bound), 0),
                 fmt_opt(med(&|x| x.model_s), 1),
                 fmt_opt(med(&|x| Some(x.wall_s)), 1)
@@ -202,7 +204,8 @@ fn mean_std(v: &[f64]) -> String {
 pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
     let mut s = String::from(
         "env,config,seed,status,steps,threshold,first_step,wall_to_threshold_s,\
-         final_eval_mean,final_eval_std,curve_mean,lip_grad_mean,lip_layer_bound,model_s,wall_s\n",
+         final_eval_mean,final_eval_std,curve_mean,lip_grad_mean,lip_grad_max,lip_layer_bound,model_s,\
+         wall_s\n",
     );
     let num = |v: Option<f64>| {
         v.filter(|x| x.is_finite())
@@ -221,7 +224,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
         let first = sum.and_then(|x| x.first);
         let _ = writeln!(
             s,
-            "{},{},{},{status},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{status},{},{},{},{},{},{},{},{},{},{},{},{}",
             job.env,
             job.config,
             job.seed,
@@ -233,6 +236,7 @@ pub(super) fn results_csv(jobs: &[Job], results: &[RunResult]) -> String {
             num(sum.map(|x| x.final_std)),
             num(sum.map(|x| x.curve_mean)),
             num(sum.and_then(|x| x.lip)),
+            num(sum.and_then(|x| x.lip_max)),
             num(sum.and_then(|x| x.bound)),
             num(sum.and_then(|x| x.model_s)),
             num(sum.map(|x| x.wall_s)),
