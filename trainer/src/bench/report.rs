@@ -83,11 +83,11 @@ pub(super) fn results_md(
          (k/n) says how many did. The other columns are medians of each run's last evaluation: \
          mean ‖dQ/ds‖ is the critic's mean input-gradient norm on replay states (what the \
          critic's slope is where the data are), max ‖dQ/ds‖ the largest on the same states (the \
-         Lipschitz constant the data show, a lower bound on the critic's), layer bound the product of its layers' spectral norms (a \
-         bound on the slope anywhere), model s the seconds spent training and running the \
-         dynamics model. Final eval is mean ± std over seeds, and so is curve mean: the mean of \
-         each run's evaluations (the area under its learning curve over its length; higher \
-         for a run that learns sooner).\n",
+         Lipschitz constant the data show, a lower bound on the critic's), layer bound the \
+         product of its layers' spectral norms (a bound on the slope anywhere), model s the \
+         seconds spent training and running the dynamics model. Final eval is mean ± std over \
+         seeds, and so is curve mean: the mean of each run's evaluations (the area under its \
+         learning curve over its length; higher for a run that learns sooner).\n",
     );
     for env in envs {
         let b = budget(env);
