@@ -233,6 +233,10 @@ impl TrainConfig {
                 "sac.policy_average must be in [0, 1]",
             ),
             (
+                (0.0..=1.0).contains(&s.lr_final_scale),
+                "sac.lr_final_scale must be in [0, 1]",
+            ),
+            (
                 s.actor_hidden
                     .iter()
                     .chain(&s.critic_hidden)

@@ -1,6 +1,8 @@
 //! Soft actor-critic's knobs, with the defaults of each environment.
 use serde::{Deserialize, Serialize};
 
+use super::mbpo::ramp;
+
 /// Soft actor-critic hyperparameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +50,13 @@ pub struct SacConfig {
     /// actor by about 1 / w updates and smooths its swings between evaluations. 0 deploys the
     /// online actor itself. Exploration and model rollouts always use the online actor.
     pub policy_average: f32,
+    /// The actor's and critics' learning rates fall linearly from `actor_lr` / `critic_lr` at
+    /// env step `lr_decay_from` to `lr_final_scale` times those at `lr_decay_to`, and stay there
+    /// (the temperature keeps `alpha_lr`). 1 keeps them constant. Smaller late steps let the
+    /// actor settle instead of drifting away from a good policy near the end of a run.
+    pub lr_final_scale: f32,
+    pub lr_decay_from: usize,
+    pub lr_decay_to: usize,
 }
 
 impl Default for SacConfig {
@@ -71,11 +80,20 @@ impl Default for SacConfig {
             max_grad_norm: None,
             noise_correlation: 0.0,
             policy_average: 0.0,
+            lr_final_scale: 1.0,
+            lr_decay_from: 0,
+            lr_decay_to: 0,
         }
     }
 }
 
 impl SacConfig {
+    /// The factor on `actor_lr` and `critic_lr` at `env_step` (see `lr_final_scale`).
+    pub fn lr_scale_at(&self, env_step: usize) -> f32 {
+        let f = ramp(env_step, self.lr_decay_from, self.lr_decay_to);
+        1.0 + f * (self.lr_final_scale - 1.0)
+    }
+
     /// Defaults for one environment.
     pub fn for_env(env: &str) -> Self {
         let base = Self::default();

@@ -112,6 +112,35 @@ fn errors_name_field_and_line() {
         let toml = format!("[sac]\npolicy_average = {bad}\n");
         let e = TrainConfig::from_toml(&toml, None, None).unwrap_err();
         assert!(e.contains("sac.policy_average"), "{bad}: {e}");
+        let toml = format!("[sac]\nlr_final_scale = {bad}\n");
+        let e = TrainConfig::from_toml(&toml, None, None).unwrap_err();
+        assert!(e.contains("sac.lr_final_scale"), "{bad}: {e}");
+    }
+}
+
+/// The learning-rate factor: constant by default; otherwise 1 up to `lr_decay_from`, linear to
+/// `lr_final_scale` at `lr_decay_to`, then held.
+#[test]
+fn learning_rate_schedule_is_linear_between_its_steps() {
+    let cfg = TrainConfig::for_env("fishery3").sac;
+    assert!([0, 10_000, 1_000_000]
+        .iter()
+        .all(|&k| cfg.lr_scale_at(k) == 1.0));
+    let cfg = TrainConfig::from_toml(
+        "[sac]\nlr_final_scale = 0.1\nlr_decay_from = 10000\nlr_decay_to = 30000\n",
+        None,
+        None,
+    )
+    .unwrap()
+    .sac;
+    for (step, scale) in [
+        (0, 1.0),
+        (10_000, 1.0),
+        (20_000, 0.55),
+        (30_000, 0.1),
+        (90_000, 0.1),
+    ] {
+        assert!((cfg.lr_scale_at(step) - scale).abs() < 1e-6, "{step}");
     }
 }
 

@@ -385,9 +385,15 @@ impl SacLearner {
         self.state_std.copy_from_slice(std);
     }
 
-    /// Tells the learner how many env steps have been taken (the robust weight's schedule).
+    /// Tells the learner how many env steps have been taken (the schedules of the robust weight
+    /// and of the learning rates).
     pub fn set_env_step(&mut self, env_step: usize) {
         self.lambda = self.lip.lambda_at(env_step);
+        let scale = self.cfg.lr_scale_at(env_step);
+        self.actor_opt.set_lr(self.cfg.actor_lr * scale);
+        for opt in &mut self.q_opt {
+            opt.set_lr(self.cfg.critic_lr * scale);
+        }
     }
 
     /// One gradient step of the critics, the actor and the temperature on `batch`. With the

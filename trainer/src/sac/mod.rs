@@ -29,6 +29,9 @@ pub struct Sac {
     rng: Pcg64,
     learning_starts: usize,
     updates_per_step: usize,
+    /// Real env steps taken (the learner's schedules). A checkpoint restores it as the buffer's
+    /// length, which it equals until the buffer wraps.
+    env_steps: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,6 +59,7 @@ impl Sac {
             rng,
             learning_starts: cfg.sac.learning_starts,
             updates_per_step: cfg.sac.updates_per_step,
+            env_steps: 0,
         }
     }
 
@@ -65,6 +69,7 @@ impl Sac {
         let mut sac = Self::new(cfg, env);
         sac.learner.load(&st.learner)?;
         sac.buffer = st.buffer;
+        sac.env_steps = sac.buffer.len();
         sac.rng = st.rng;
         Ok(sac)
     }
@@ -89,6 +94,8 @@ impl Agent for Sac {
         terminated: bool,
     ) {
         self.buffer.push(obs, action, reward, next_obs, terminated);
+        self.env_steps += 1;
+        self.learner.set_env_step(self.env_steps);
         if self.buffer.len() >= self.learning_starts {
             for _ in 0..self.updates_per_step {
                 let n = self.batch.size;

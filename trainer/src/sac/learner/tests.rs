@@ -154,3 +154,69 @@ fn exported_policy_is_the_running_average_of_the_actor() {
         .collect();
     assert_eq!(learner.actor_layers(&mixed), averaged);
 }
+
+/// `lr_final_scale` scales the actor's and critics' steps once the schedule has reached it: the
+/// first Adam step is lr times about sign(g), so the same update moves every weight by half as
+/// much at 0.5, while the temperature (its own rate) moves as before.
+#[test]
+fn learning_rate_schedule_scales_the_networks_steps() {
+    let (od, ad, b) = (3, 1, 16);
+    let step = |scale: f32| {
+        let sac = SacConfig {
+            batch_size: b,
+            actor_hidden: vec![8],
+            critic_hidden: vec![16],
+            lr_final_scale: scale,
+            lr_decay_from: 10,
+            lr_decay_to: 20,
+            ..SacConfig::default()
+        };
+        let mut rng = Pcg64::seed_from_u64(3);
+        let mut learner = SacLearner::new(
+            &sac,
+            &LipschitzConfig::default(),
+            od,
+            &[-2.0],
+            &[2.0],
+            &mut rng,
+        );
+        learner.set_env_step(25);
+        let mut batch = Batch::new(b, od, ad);
+        for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
+            *x = rng.random_range(-1.0..1.0);
+        }
+        for a in &mut batch.act {
+            *a = rng.random_range(-2.0..2.0);
+        }
+        batch.rew.fill(1.0);
+        let before = [
+            learner.actor.params().into_owned(),
+            learner.q[0].params().into_owned(),
+        ];
+        learner.update(&batch, &mut rng, 0..0);
+        let after = [
+            learner.actor.params().into_owned(),
+            learner.q[0].params().into_owned(),
+        ];
+        let moves: Vec<Vec<f32>> = (0..2)
+            .map(|n| {
+                before[n]
+                    .iter()
+                    .zip(&after[n])
+                    .map(|(p, q)| q - p)
+                    .collect()
+            })
+            .collect();
+        (moves, learner.log_alpha)
+    };
+    let (full, alpha_full) = step(1.0);
+    let (half, alpha_half) = step(0.5);
+    assert_eq!(alpha_full, alpha_half);
+    for (f, h) in full.iter().zip(&half) {
+        let moved = f.iter().filter(|d| d.abs() > 1e-6).count();
+        assert!(moved > f.len() / 2, "the update must move the network");
+        for (a, b) in f.iter().zip(h) {
+            assert!((b - 0.5 * a).abs() <= 1e-6 + 1e-3 * a.abs(), "{a} vs {b}");
+        }
+    }
+}
