@@ -225,6 +225,10 @@ impl TrainConfig {
             ),
             (s.init_alpha > 0.0, "sac.init_alpha must be > 0"),
             (
+                s.max_alpha.is_none_or(|m| m > 0.0),
+                "sac.max_alpha must be > 0",
+            ),
+            (
                 (0.0..1.0).contains(&s.noise_correlation),
                 "sac.noise_correlation must be in [0, 1)",
             ),

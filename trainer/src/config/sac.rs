@@ -19,6 +19,12 @@ pub struct SacConfig {
     pub alpha_lr: f32,
     /// Initial entropy temperature alpha.
     pub init_alpha: f32,
+    /// Ceiling on the temperature alpha (`None` = none); the start is clamped to it too. On a
+    /// plant that terminates, the soft reward r - alpha log pi is negative once alpha times the
+    /// entropy target's magnitude outweighs r, and ending the episode early then pays: a
+    /// policy pinned at an action bound raises alpha, which rewards ending sooner still. A
+    /// ceiling below the reward scale breaks that loop.
+    pub max_alpha: Option<f32>,
     /// Entropy target; `None` means -act_dim (the usual heuristic).
     pub target_entropy: Option<f32>,
     /// Minibatch size of each gradient update.
@@ -70,6 +76,7 @@ impl Default for SacConfig {
             critic_lr: 1e-3,
             alpha_lr: 1e-3,
             init_alpha: 1.0,
+            max_alpha: None,
             target_entropy: None,
             batch_size: 256,
             buffer_size: 1_000_000,
@@ -88,6 +95,11 @@ impl Default for SacConfig {
 }
 
 impl SacConfig {
+    /// ln of `max_alpha`, the ceiling on log(alpha); +inf when there is none.
+    pub fn max_log_alpha(&self) -> f32 {
+        self.max_alpha.map_or(f32::INFINITY, f32::ln)
+    }
+
     /// The factor on `actor_lr` and `critic_lr` at `env_step` (see `lr_final_scale`).
     pub fn lr_scale_at(&self, env_step: usize) -> f32 {
         let f = ramp(env_step, self.lr_decay_from, self.lr_decay_to);

@@ -227,7 +227,7 @@ impl SacLearner {
             q,
             q_target,
             q_opt,
-            log_alpha: cfg.init_alpha.ln(),
+            log_alpha: cfg.init_alpha.ln().min(cfg.max_log_alpha()),
             alpha_adam: (0.0, 0.0, 0),
             target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f32)),
             updates: 0,
@@ -588,6 +588,7 @@ impl SacLearner {
         let m_hat = *m / (1.0 - 0.9f32.powi(*t));
         let v_hat = *v / (1.0 - 0.999f32.powi(*t));
         self.log_alpha -= self.cfg.alpha_lr * m_hat / (v_hat.sqrt() + 1e-8);
+        self.log_alpha = self.log_alpha.min(self.cfg.max_log_alpha());
 
         {
             let ([t0, t1], [q0, q1], tau) = (&mut self.q_target, &self.q, self.cfg.tau);

@@ -198,4 +198,43 @@ mod tests {
             }
         }
     }
+
+    /// An entropy target no policy reaches drives the temperature up at every update; with
+    /// `sac.max_alpha` it stops at the ceiling (and a start above the ceiling is clamped).
+    #[test]
+    fn the_temperature_stops_at_its_ceiling() {
+        let mut cfg = TrainConfig::for_env_algo("pendulum", Algo::Sac);
+        cfg.sac.target_entropy = Some(10.0);
+        cfg.sac.alpha_lr = 1e-2;
+        cfg.sac.actor_hidden = vec![8];
+        cfg.sac.critic_hidden = vec![16];
+        cfg.sac.batch_size = 16;
+        cfg.sac.learning_starts = 16;
+        let env = make_env("pendulum").unwrap();
+        let obs = [1.0f32, 0.0, 0.0];
+        for (ceiling, start) in [(None, 0.5f32), (Some(0.5f32), 0.5), (Some(0.5), 2.0)] {
+            cfg.sac.init_alpha = start;
+            cfg.sac.max_alpha = ceiling;
+            let mut sac = Sac::new(&cfg, env.as_ref());
+            assert!(sac.learner().alpha() <= start.min(ceiling.unwrap_or(f32::INFINITY)) * 1.0001);
+            let mut highest = 0.0f32;
+            for _ in 0..200 {
+                sac.observe(&obs, &[0.5], 0.0, &obs, false);
+                highest = highest.max(sac.learner().alpha());
+            }
+            match ceiling {
+                None => assert!(highest > 1.0, "no ceiling: alpha only reached {highest}"),
+                Some(c) => {
+                    assert!(
+                        highest <= c * 1.0001,
+                        "alpha {highest} above the ceiling {c}"
+                    );
+                    assert!(
+                        highest > c * 0.99,
+                        "alpha {highest} never reached the ceiling {c}"
+                    );
+                }
+            }
+        }
+    }
 }
