@@ -75,6 +75,20 @@ fn user_keys_override_env_defaults() {
         TrainConfig::for_env("cartpole-swingup").sac.policy_average,
         0.0
     );
+    // fishery3's MBPO caps the entropy temperature; nothing else does.
+    assert_eq!(TrainConfig::for_env("fishery3").sac.max_alpha, Some(0.1));
+    for (env, algo) in [
+        ("fishery3", Algo::Sac),
+        ("pendulum", Algo::Mbpo),
+        ("mountaincar", Algo::Mbpo),
+        ("cartpole-swingup", Algo::Mbpo),
+    ] {
+        assert_eq!(
+            TrainConfig::for_env_algo(env, algo).sac.max_alpha,
+            None,
+            "{env}"
+        );
+    }
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
     assert!(!sac.spectral_norm && !sac.robust);
