@@ -19,11 +19,12 @@ pub struct SacConfig {
     pub alpha_lr: f32,
     /// Initial entropy temperature alpha.
     pub init_alpha: f32,
-    /// Ceiling on the temperature alpha (`None` = none); the start is clamped to it too. On a
-    /// plant that terminates, the soft reward r - alpha log pi is negative once alpha times the
-    /// entropy target's magnitude outweighs r, and ending the episode early then pays: a
-    /// policy pinned at an action bound raises alpha, which rewards ending sooner still. A
-    /// ceiling below the reward scale breaks that loop.
+    /// Ceiling on the temperature alpha (`None` = none); the start is clamped to it too. With
+    /// the entropy at a negative target, the bonus -alpha log pi is a penalty of about
+    /// alpha |target| a step; on a plant that terminates, ending the episode early pays once
+    /// that outweighs the reward, and a policy pinned at an action bound (entropy below the
+    /// target) raises alpha, which makes ending early pay more. A ceiling well below the
+    /// reward per step breaks that loop (fishery3, docs/benchmarks.md).
     pub max_alpha: Option<f32>,
     /// Entropy target; `None` means -act_dim (the usual heuristic).
     pub target_entropy: Option<f32>,
