@@ -89,6 +89,22 @@ fn user_keys_override_env_defaults() {
             "{env}"
         );
     }
+    // fishery3's MBPO lowers its learning rates to a tenth between 10k and 30k env steps;
+    // nothing else does.
+    let f = TrainConfig::for_env("fishery3").sac;
+    assert_eq!(
+        (f.lr_final_scale, f.lr_decay_from, f.lr_decay_to),
+        (0.1, 10_000, 30_000)
+    );
+    assert!((f.lr_scale_at(20_000) - 0.55).abs() < 1e-6);
+    for (env, algo) in [
+        ("fishery3", Algo::Sac),
+        ("pendulum", Algo::Mbpo),
+        ("cartpole-swingup", Algo::Mbpo),
+    ] {
+        let s = TrainConfig::for_env_algo(env, algo).sac;
+        assert_eq!(s.lr_scale_at(1_000_000), 1.0, "{env}");
+    }
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
     assert!(!sac.spectral_norm && !sac.robust);
@@ -136,7 +152,7 @@ fn errors_name_field_and_line() {
 /// `lr_final_scale` at `lr_decay_to`, then held.
 #[test]
 fn learning_rate_schedule_is_linear_between_its_steps() {
-    let cfg = TrainConfig::for_env("fishery3").sac;
+    let cfg = TrainConfig::for_env("cartpole-swingup").sac;
     assert!([0, 10_000, 1_000_000]
         .iter()
         .all(|&k| cfg.lr_scale_at(k) == 1.0));
