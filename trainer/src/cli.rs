@@ -83,7 +83,10 @@ pub struct TrainArgs {
     pub steps: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// A TOML config (layout of a run's config.toml); flags override it.
+    /// A TOML config (layout of a run's config.toml); flags override it. With --resume: the
+    /// keys to change for the rest of the run (learning rates, temperature, robust term,
+    /// rollouts, real ratio, updates per step, ...; keys that shape the checkpoint are refused
+    /// by name); the settings used so far are kept in DIR/config_until_<step>.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Output directory (default runs/<env>-<algo>-seed<seed>).
@@ -96,7 +99,8 @@ pub struct TrainArgs {
     /// from f32 runs).
     #[arg(long, value_enum)]
     pub matmul: Option<Matmul>,
-    /// Continue from the last checkpoint in the output directory.
+    /// Continue from the last checkpoint in the output directory, with the run's own config
+    /// (--steps to train longer, --config to change some settings).
     #[arg(long)]
     pub resume: bool,
     /// No progress bar or per-evaluation lines.

@@ -157,16 +157,30 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
             ("--model", args.model.is_some()),
             ("--lipschitz", args.lipschitz.is_some()),
             ("--seed", args.seed.is_some()),
-            ("--config", args.config.is_some()),
         ];
         if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
             return Err(KeelError::usage(format!(
                 "{flag} cannot be combined with --resume: the run continues with its own \
-                 config.toml (with --resume only --steps, --device, --matmul and --threads apply)"
+                 config.toml (with --resume only --steps, --device, --matmul, --threads and \
+                 --config with the keys a continuing run may change apply)"
             )));
         }
         let ck = read_checkpoint(&dir)?;
         let mut cfg = ck.config;
+        if let Some(path) = &args.config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                KeelError::usage(format!("cannot read config {}: {e}", path.display()))
+            })?;
+            let new = cfg
+                .retuned(&text)
+                .map_err(|e| KeelError::usage(format!("{}: {e}", path.display())))?;
+            if !args.print_config && new != cfg {
+                // The settings the run trained with so far stay beside the new config.toml.
+                let before = dir.join(format!("config_until_{}.toml", ck.env_step));
+                write_atomic(&before, cfg.to_toml().as_bytes())?;
+            }
+            cfg = new;
+        }
         if let Some(s) = args.steps {
             cfg.steps = s;
         }

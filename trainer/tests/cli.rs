@@ -357,6 +357,69 @@ fn resume_export_inspect_eval() {
     assert!(stderr(&o).contains("checkpoint"));
 }
 
+/// `--resume --config FILE` changes the listed settings for the rest of a run, keeps the old
+/// ones beside it, and refuses a key that shapes the checkpoint by name.
+#[test]
+fn resume_with_changed_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    let o = keel(&[
+        "train", "--config", &cfg, "--steps", "300", "--out", r, "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let shape = tmp.path().join("shape.toml");
+    std::fs::write(&shape, "[sac]\ncritic_hidden = [8]\n").unwrap();
+    let o = keel(&[
+        "train",
+        "--resume",
+        "--config",
+        shape.to_str().unwrap(),
+        "--out",
+        r,
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("shape.toml") && e.contains("`sac.critic_hidden` cannot change"),
+        "{e}"
+    );
+    assert!(!run.join("config_until_300.toml").exists());
+
+    let lower = tmp.path().join("lower.toml");
+    std::fs::write(&lower, "[sac]\nactor_lr = 0.0001\ncritic_lr = 0.0001\n").unwrap();
+    let o = keel(&[
+        "train",
+        "--resume",
+        "--config",
+        lower.to_str().unwrap(),
+        "--steps",
+        "600",
+        "--out",
+        r,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics_without_wall(&run);
+    assert!(m[2].starts_with("600,"), "{m:?}");
+    let now = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let before = std::fs::read_to_string(run.join("config_until_300.toml")).unwrap();
+    assert!(
+        now.contains("actor_lr = 0.0001") && now.contains("steps = 600"),
+        "{now}"
+    );
+    assert!(
+        before.contains("actor_lr = 0.001\n") && before.contains("steps = 300"),
+        "{before}"
+    );
+    // The checkpoint carries the new settings: a plain resume keeps them.
+    let o = keel(&["train", "--resume", "--out", r, "--print-config"]);
+    assert!(stdout(&o).contains("critic_lr = 0.0001"), "{}", stdout(&o));
+}
+
 #[test]
 fn env_trace_replays_reference() {
     let reference = concat!(

@@ -3,6 +3,7 @@
 //! A config file is TOML with the same layout as the `config.toml` a run writes (fully resolved),
 //! so a user can copy one and edit it. Keys that are absent keep the defaults for the chosen env.
 mod mbpo;
+mod retune;
 mod sac;
 #[cfg(test)]
 mod tests;
