@@ -8,7 +8,9 @@
 
 use super::{merge, TrainConfig};
 
-/// Dotted keys a continued run may change.
+/// Dotted keys a continued run may change. Not `mbpo.rollouts_per_step`,
+/// `mbpo.rollout_len_max` or `mbpo.rollout_every`: they size the model buffer and the rollout
+/// batch, which the checkpoint restores at their old size.
 const RETUNABLE: &[&str] = &[
     "steps",
     "eval_every",
@@ -40,10 +42,7 @@ const RETUNABLE: &[&str] = &[
     "lipschitz.form",
     "lipschitz.measure_states",
     "mbpo.retrain_every",
-    "mbpo.rollout_every",
-    "mbpo.rollouts_per_step",
     "mbpo.rollout_len_min",
-    "mbpo.rollout_len_max",
     "mbpo.rollout_len_from",
     "mbpo.rollout_len_to",
     "mbpo.real_ratio",
