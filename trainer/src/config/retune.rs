@@ -126,6 +126,10 @@ mod tests {
                 "[lipschitz]\nspectral_norm = false\n",
                 "lipschitz.spectral_norm",
             ),
+            (
+                "[mbpo]\nrollouts_per_step = 400\n",
+                "mbpo.rollouts_per_step",
+            ),
         ] {
             let e = fishery3().retuned(text).unwrap_err();
             assert!(e.contains(&format!("`{key}` cannot change")), "{e}");
