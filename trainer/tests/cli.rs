@@ -38,6 +38,24 @@ fn tiny_config(dir: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// A finished 300-step run of [`TINY`] in `dir/run`, to resume.
+fn tiny_run_300(dir: &Path) -> std::path::PathBuf {
+    let cfg = tiny_config(dir);
+    let run = dir.join("run");
+    let o = keel(&[
+        "train",
+        "--config",
+        &cfg,
+        "--steps",
+        "300",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
 fn metrics_without_wall(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.csv"))
         .unwrap()
@@ -292,13 +310,8 @@ fn train_is_deterministic_and_writes_all_outputs() {
 #[test]
 fn resume_export_inspect_eval() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(tmp.path());
-    let run = tmp.path().join("run");
+    let run = tiny_run_300(tmp.path());
     let r = run.to_str().unwrap();
-    let o = keel(&[
-        "train", "--config", &cfg, "--steps", "300", "--out", r, "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     // A flag that would change what the run trains is refused, not silently dropped.
     let o = keel(&["train", "--resume", "--seed", "3", "--out", r, "--quiet"]);
     assert_eq!(o.status.code(), Some(2));
@@ -362,13 +375,8 @@ fn resume_export_inspect_eval() {
 #[test]
 fn resume_with_changed_settings() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(tmp.path());
-    let run = tmp.path().join("run");
+    let run = tiny_run_300(tmp.path());
     let r = run.to_str().unwrap();
-    let o = keel(&[
-        "train", "--config", &cfg, "--steps", "300", "--out", r, "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
 
     let shape = tmp.path().join("shape.toml");
     std::fs::write(&shape, "[sac]\ncritic_hidden = [8]\n").unwrap();
