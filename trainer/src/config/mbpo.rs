@@ -172,6 +172,12 @@ pub struct MbpoConfig {
     pub model_retain_steps: usize,
     /// Fraction of each SAC batch drawn from real transitions; the rest from model rollouts.
     pub real_ratio: f32,
+    /// If set, the real fraction moves linearly from `real_ratio` at env step `real_ratio_from`
+    /// to this at `real_ratio_to`, and stays there. While it is 1 no model row is drawn, so the
+    /// model is neither refit nor rolled out (it is refit as soon as the fraction drops again).
+    pub real_ratio_final: Option<f32>,
+    pub real_ratio_from: usize,
+    pub real_ratio_to: usize,
     /// SAC updates per env step (G).
     pub updates_per_step: usize,
 }
@@ -191,12 +197,24 @@ impl Default for MbpoConfig {
             rollout_len_to: 1000,
             model_retain_steps: 200,
             real_ratio: 0.1,
+            real_ratio_final: None,
+            real_ratio_from: 0,
+            real_ratio_to: 0,
             updates_per_step: 20,
         }
     }
 }
 
 impl MbpoConfig {
+    /// The real fraction of SAC batches at `env_step` (see `real_ratio_final`).
+    pub fn real_ratio_at(&self, env_step: usize) -> f32 {
+        let Some(last) = self.real_ratio_final else {
+            return self.real_ratio;
+        };
+        let f = ramp(env_step, self.real_ratio_from, self.real_ratio_to);
+        self.real_ratio + f * (last - self.real_ratio)
+    }
+
     /// Defaults for one environment.
     pub fn for_env(env: &str) -> Self {
         let base = Self::default();

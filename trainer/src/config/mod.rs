@@ -274,8 +274,9 @@ impl TrainConfig {
                 "lipschitz.pgd_steps must be > 0 for pgd",
             ),
             (
-                (0.0..=1.0).contains(&m.real_ratio),
-                "mbpo.real_ratio must be in [0, 1]",
+                (0.0..=1.0).contains(&m.real_ratio)
+                    && m.real_ratio_final.is_none_or(|f| (0.0..=1.0).contains(&f)),
+                "mbpo.real_ratio and mbpo.real_ratio_final must be in [0, 1]",
             ),
             (
                 m.retrain_every > 0 && m.rollout_every > 0,

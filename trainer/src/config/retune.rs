@@ -46,6 +46,9 @@ const RETUNABLE: &[&str] = &[
     "mbpo.rollout_len_from",
     "mbpo.rollout_len_to",
     "mbpo.real_ratio",
+    "mbpo.real_ratio_final",
+    "mbpo.real_ratio_from",
+    "mbpo.real_ratio_to",
     "mbpo.updates_per_step",
 ];
 
@@ -158,7 +161,11 @@ mod tests {
         leaf_keys(&table, "", &mut keys);
         for k in RETUNABLE {
             // Optional keys that are unset are absent from the table; they are known fields.
-            let optional = ["sac.target_entropy", "lipschitz.lambda_final"];
+            let optional = [
+                "sac.target_entropy",
+                "lipschitz.lambda_final",
+                "mbpo.real_ratio_final",
+            ];
             assert!(keys.iter().any(|x| x == k) || optional.contains(k), "{k}");
         }
     }

@@ -118,6 +118,21 @@ fn robust_weight_schedule() {
 }
 
 #[test]
+fn real_ratio_schedule() {
+    let mut m = MbpoConfig::for_env("fishery3");
+    assert_eq!((m.real_ratio_at(0), m.real_ratio_at(1_000_000)), (0.5, 0.5));
+    m.real_ratio_final = Some(1.0);
+    m.real_ratio_from = 50_000;
+    m.real_ratio_to = 60_000;
+    let r: Vec<f32> = [0, 50_000, 55_000, 60_000, 120_000]
+        .map(|s| m.real_ratio_at(s))
+        .into();
+    assert_eq!(r, [0.5, 0.5, 0.75, 1.0, 1.0]);
+    let e = TrainConfig::from_toml("[mbpo]\nreal_ratio_final = 1.5\n", None, None);
+    assert!(e.unwrap_err().contains("mbpo.real_ratio_final"));
+}
+
+#[test]
 fn errors_name_field_and_line() {
     let e = TrainConfig::from_toml("seed = 1\n[sac]\nbatchsize = 3\n", None, None).unwrap_err();
     assert!(e.contains("batchsize") && e.contains("line 3"), "{e}");

@@ -163,14 +163,18 @@ impl Agent for Mbpo {
             return;
         }
         let since = self.env_steps - m.init_steps;
-        if !self.trained || since.is_multiple_of(m.retrain_every) {
+        let real_ratio = m.real_ratio_at(self.env_steps);
+        if real_ratio >= 1.0 {
+            // No model row is drawn: skip the model's work, and refit it before it is used again.
+            self.trained = false;
+        } else if !self.trained || since.is_multiple_of(m.retrain_every) {
             let epochs = self.model.train(&self.real, &mut self.rng).epochs;
             self.epochs_since_stats.0 += epochs;
             self.epochs_since_stats.1 += 1;
             self.learner.set_state_std(&self.real.obs_mean_std().1);
             self.trained = true;
         }
-        if since.is_multiple_of(m.rollout_every) {
+        if real_ratio < 1.0 && since.is_multiple_of(m.rollout_every) {
             let k = self.rollout_len();
             rollout(
                 &mut self.model,
@@ -187,7 +191,7 @@ impl Agent for Mbpo {
         let n_real = if self.model_buf.is_empty() {
             b
         } else {
-            ((b as f32) * m.real_ratio).round() as usize
+            ((b as f32) * real_ratio).round() as usize
         };
         for _ in 0..m.updates_per_step {
             self.real
@@ -285,5 +289,50 @@ mod tests {
             }
         }
         assert_eq!(seen, [0.25, 0.625, 1.0, 1.0]);
+    }
+
+    /// While the real fraction is 1 the model is neither refit nor rolled out; when it falls
+    /// again the model is refit at once and rolled out at its next interval.
+    #[test]
+    fn all_real_batches_skip_the_model() {
+        let mut cfg = TrainConfig::for_env("pendulum");
+        cfg.mbpo.init_steps = 20;
+        cfg.mbpo.retrain_every = 10;
+        cfg.mbpo.rollout_every = 5;
+        cfg.mbpo.rollouts_per_step = 2;
+        cfg.mbpo.updates_per_step = 1;
+        cfg.mbpo.model.hidden = vec![8];
+        cfg.mbpo.model.weight_decay = vec![1e-4];
+        cfg.mbpo.model.max_epochs = 2;
+        // 0.5 up to step 40, 1 from 41 to 60, then back to 0.5.
+        cfg.mbpo.real_ratio = 0.5;
+        cfg.mbpo.real_ratio_final = Some(1.0);
+        cfg.mbpo.real_ratio_from = 40;
+        cfg.mbpo.real_ratio_to = 40;
+        let env = make_env("pendulum").unwrap();
+        let mut agent = Mbpo::new(&cfg, env.as_ref()).unwrap();
+        let (obs, act) = (vec![0.1; 3], vec![0.0; 1]);
+        let step = |agent: &mut Mbpo, n: usize| {
+            for _ in 0..n {
+                agent.observe(&obs, &act, -1.0, &obs, false);
+            }
+            let retrains = std::mem::take(&mut agent.epochs_since_stats).1;
+            (retrains, agent.model_buf.len())
+        };
+        // Steps 20, 30, 40 refit; rollouts at 20, 25, ..., 40 (2 x 5 starts, 1 step each).
+        let (retrains, filled) = step(&mut agent, 40);
+        assert_eq!(retrains, 3);
+        assert!(filled > 0);
+        assert_eq!(
+            step(&mut agent, 20),
+            (0, filled),
+            "no model work at ratio 1"
+        );
+        agent.cfg.real_ratio_final = None;
+        // Step 61 refits the stale model at once; step 65 rolls it out.
+        assert_eq!(step(&mut agent, 1), (1, filled));
+        let (retrains, more) = step(&mut agent, 4);
+        assert_eq!(retrains, 0);
+        assert!(more > filled, "{more} > {filled}");
     }
 }
