@@ -3,6 +3,7 @@
 //! MBPO (`mbpo`) -> SAC with the Lipschitz critic (`sac`, on `nn`) -> training loop (`train`) ->
 //! export (`.keel`, through keel-runtime's encoder) -> evaluation with keel-runtime itself.
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod env;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use keel_runtime::encode::{encode, PolicySpec};
-use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
 use crate::config::{Algo, Device, Matmul, TrainConfig};
 use crate::env::{make_env, Env};
@@ -57,17 +57,6 @@ fn make_agent(
 }
 
 /// Everything needed to continue a run.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    config: TrainConfig,
-    env_step: usize,
-    episodes: usize,
-    wall_s: f64,
-    records: Vec<EvalRecord>,
-    agent: Vec<u8>,
-}
-
-const CHECKPOINT: &str = "checkpoint.bin";
 /// The policy of the best evaluation so far (highest mean return), beside the final
 /// `policy.keel`: on plants where late training can drift (fishery3), the best evaluated policy
 /// is what a user wants to deploy.
@@ -85,26 +74,10 @@ fn first_best(records: &[EvalRecord]) -> Option<&EvalRecord> {
     best
 }
 
-fn read_checkpoint(dir: &Path) -> Result<Checkpoint, KeelError> {
-    let path = dir.join(CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        KeelError::usage(format!(
-            "no checkpoint to resume from at {}: {e}",
-            path.display()
-        ))
-    })?;
-    postcard::from_bytes(&bytes).map_err(|e| {
-        KeelError::usage(format!(
-            "{}: corrupt or incompatible checkpoint: {e}",
-            path.display()
-        ))
-    })
-}
-
 /// The config and env step of the checkpoint in `dir`: what `keel bench` needs to decide whether
 /// a run there can be continued.
 pub fn checkpoint_state(dir: &Path) -> Result<(TrainConfig, usize), KeelError> {
-    let ck = read_checkpoint(dir)?;
+    let ck = Checkpoint::read(dir)?;
     Ok((ck.config, ck.env_step))
 }
 
@@ -128,7 +101,7 @@ fn policy_blob(
 
 /// `keel export DIR`: the policy of the run's latest checkpoint.
 pub fn export_from_dir(dir: &Path) -> Result<Vec<u8>, KeelError> {
-    let ck = read_checkpoint(dir)?;
+    let ck = Checkpoint::read(dir)?;
     let env = make_env(&ck.config.env).map_err(|e| KeelError::usage(e.to_string()))?;
     let agent = make_agent(&ck.config, env.as_ref(), Some(&ck.agent))?;
     policy_blob(agent.as_ref(), &ck.config, dir, ck.env_step)
@@ -165,7 +138,7 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
                  --config with the keys a continuing run may change apply)"
             )));
         }
-        let ck = read_checkpoint(&dir)?;
+        let ck = Checkpoint::read(&dir)?;
         let mut cfg = ck.config;
         if let Some(path) = &args.config {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -268,7 +241,7 @@ pub fn train_with_env(
     let mut eval_env = env.box_clone();
 
     let (mut agent, mut env_step, mut episodes, wall_offset, mut records) = if resume {
-        let ck = read_checkpoint(dir)?;
+        let ck = Checkpoint::read(dir)?;
         let agent = make_agent(cfg, env.as_ref(), Some(&ck.agent))?;
         (agent, ck.env_step, ck.episodes, ck.wall_s, ck.records)
     } else {
@@ -374,17 +347,15 @@ pub fn train_with_env(
             metrics::write_all(dir, &cfg.env, &records)?;
         }
         if env_step % cfg.checkpoint_every == 0 || env_step == cfg.steps {
-            let ck = Checkpoint {
+            Checkpoint {
                 config: cfg.clone(),
                 env_step,
                 episodes,
                 wall_s: wall_offset + start.elapsed().as_secs_f64(),
                 records: records.clone(),
                 agent: agent.save()?,
-            };
-            let bytes = postcard::to_stdvec(&ck)
-                .map_err(|e| KeelError::internal(format!("checkpoint: {e}")))?;
-            write_atomic(&dir.join(CHECKPOINT), &bytes)?;
+            }
+            .write(dir)?;
         }
         if env_step % 50 == 0 || env_step == cfg.steps {
             let (t0, s0) = rate_t0;

@@ -428,6 +428,42 @@ fn resume_with_changed_settings() {
     assert!(stdout(&o).contains("critic_lr = 0.0001"), "{}", stdout(&o));
 }
 
+/// A run checkpointed by an older Keel (format 1, before `mbpo.real_ratio_final` existed)
+/// continues with a key that did not exist then, and is checkpointed in today's format.
+#[test]
+fn resume_a_checkpoint_from_before_a_new_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint_v1");
+    let run = tmp.path().join("old_run");
+    std::fs::create_dir(&run).unwrap();
+    for f in std::fs::read_dir(&fixture).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, run.join(f.file_name().unwrap())).unwrap();
+    }
+    let all_real = tmp.path().join("all_real.toml");
+    std::fs::write(
+        &all_real,
+        "[mbpo]\nreal_ratio_final = 1.0\nreal_ratio_to = 40\n",
+    )
+    .unwrap();
+    let r = run.to_str().unwrap();
+    let cfg = all_real.to_str().unwrap();
+    let o = keel(&[
+        "train", "--resume", "--out", r, "--config", cfg, "--steps", "60", "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics_without_wall(&run);
+    assert!(m[1].starts_with("30,") && m[2].starts_with("60,"), "{m:?}");
+    let ck = std::fs::read(run.join("checkpoint.bin")).unwrap();
+    assert!(ck.starts_with(b"KEELCK"), "today's format");
+    let o = keel(&["train", "--resume", "--out", r, "--print-config"]);
+    assert!(
+        stdout(&o).contains("real_ratio_final = 1.0"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn env_trace_replays_reference() {
     let reference = concat!(

@@ -1,0 +1,267 @@
+//! `checkpoint.bin`: everything a run needs to continue (config, counters, evaluation records,
+//! the agent's networks, optimizers, buffers and RNG).
+//!
+//! Postcard is positional: a struct read back with a field added is garbage. The agent's state
+//! has to be positional (it is most of the file), but the config gains keys as Keel grows, so
+//! from format 2 on it is stored as its TOML text, where a key added later takes its neutral
+//! default ([`TrainConfig::from_written`]) and an old run still resumes. Format 1 (no magic
+//! prefix, the config as postcard fields) is read through a frozen copy of its layout.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::KeelError;
+use crate::io::write_atomic;
+use crate::metrics::EvalRecord;
+
+pub const CHECKPOINT: &str = "checkpoint.bin";
+
+/// Starts every checkpoint from format 2 on. A format-1 file starts with the env id's length
+/// (a byte under 128) followed by the id, never with these bytes.
+const MAGIC: &[u8; 8] = b"KEELCK\x00\x02";
+
+/// A run's state at one env step.
+pub struct Checkpoint {
+    pub config: TrainConfig,
+    pub env_step: usize,
+    pub episodes: usize,
+    pub wall_s: f64,
+    pub records: Vec<EvalRecord>,
+    pub agent: Vec<u8>,
+}
+
+/// Format 2 after [`MAGIC`].
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    config_toml: String,
+    env_step: usize,
+    episodes: usize,
+    wall_s: f64,
+    records: Vec<EvalRecord>,
+    agent: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Writes `dir/checkpoint.bin` atomically (a run killed mid-write keeps the previous one).
+    pub fn write(&self, dir: &Path) -> Result<(), KeelError> {
+        let stored = Stored {
+            config_toml: self.config.to_toml(),
+            env_step: self.env_step,
+            episodes: self.episodes,
+            wall_s: self.wall_s,
+            records: self.records.clone(),
+            agent: self.agent.clone(),
+        };
+        let body = postcard::to_stdvec(&stored)
+            .map_err(|e| KeelError::internal(format!("checkpoint: {e}")))?;
+        let bytes = [MAGIC.as_slice(), &body].concat();
+        write_atomic(&dir.join(CHECKPOINT), &bytes)
+    }
+
+    /// Reads `dir/checkpoint.bin` of either format; errors name the file.
+    pub fn read(dir: &Path) -> Result<Self, KeelError> {
+        let path = dir.join(CHECKPOINT);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            KeelError::usage(format!(
+                "no checkpoint to resume from at {}: {e}",
+                path.display()
+            ))
+        })?;
+        let bad = |e: String| {
+            KeelError::usage(format!(
+                "{}: corrupt or incompatible checkpoint: {e}",
+                path.display()
+            ))
+        };
+        let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
+            return v1::decode(&bytes).map_err(bad);
+        };
+        let s: Stored = postcard::from_bytes(body).map_err(|e| bad(e.to_string()))?;
+        let config =
+            TrainConfig::from_written(&s.config_toml).map_err(|e| bad(format!("config: {e}")))?;
+        Ok(Self {
+            config,
+            env_step: s.env_step,
+            episodes: s.episodes,
+            wall_s: s.wall_s,
+            records: s.records,
+            agent: s.agent,
+        })
+    }
+}
+
+/// Format 1, frozen: the layout of checkpoints written up to Keel's session 24. Its config
+/// is positional, so this module copies the config structs whose fields have changed since
+/// (only `MbpoConfig` so far: `real_ratio_final/_from/_to` came after); the others are still
+/// the same and are reused. Change nothing here except to freeze another struct that changes.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::config::{
+        Algo, Device, LipschitzConfig, Matmul, MbpoConfig, SacConfig, TrainConfig,
+    };
+    use crate::metrics::EvalRecord;
+    use crate::model::ModelConfig;
+
+    #[derive(Deserialize)]
+    struct MbpoV1 {
+        model: ModelConfig,
+        init_steps: usize,
+        retrain_every: usize,
+        rollout_every: usize,
+        rollouts_per_step: usize,
+        rollout_len_min: usize,
+        rollout_len_max: usize,
+        rollout_len_from: usize,
+        rollout_len_to: usize,
+        model_retain_steps: usize,
+        real_ratio: f32,
+        updates_per_step: usize,
+    }
+
+    #[derive(Deserialize)]
+    struct ConfigV1 {
+        env: String,
+        algo: Algo,
+        seed: u64,
+        steps: usize,
+        eval_every: usize,
+        eval_episodes: usize,
+        checkpoint_every: usize,
+        device: Device,
+        matmul: Matmul,
+        sac: SacConfig,
+        lipschitz: LipschitzConfig,
+        mbpo: MbpoV1,
+    }
+
+    #[derive(Deserialize)]
+    struct CheckpointV1 {
+        config: ConfigV1,
+        env_step: usize,
+        episodes: usize,
+        wall_s: f64,
+        records: Vec<EvalRecord>,
+        agent: Vec<u8>,
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<super::Checkpoint, String> {
+        let c: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let old = c.config;
+        let m = old.mbpo;
+        let mbpo = MbpoConfig {
+            model: m.model,
+            init_steps: m.init_steps,
+            retrain_every: m.retrain_every,
+            rollout_every: m.rollout_every,
+            rollouts_per_step: m.rollouts_per_step,
+            rollout_len_min: m.rollout_len_min,
+            rollout_len_max: m.rollout_len_max,
+            rollout_len_from: m.rollout_len_from,
+            rollout_len_to: m.rollout_len_to,
+            model_retain_steps: m.model_retain_steps,
+            real_ratio: m.real_ratio,
+            real_ratio_final: None,
+            real_ratio_from: 0,
+            real_ratio_to: 0,
+            updates_per_step: m.updates_per_step,
+        };
+        let config = TrainConfig {
+            env: old.env,
+            algo: old.algo,
+            seed: old.seed,
+            steps: old.steps,
+            eval_every: old.eval_every,
+            eval_episodes: old.eval_episodes,
+            checkpoint_every: old.checkpoint_every,
+            device: old.device,
+            matmul: old.matmul,
+            sac: old.sac,
+            lipschitz: old.lipschitz,
+            mbpo,
+        };
+        Ok(super::Checkpoint {
+            config,
+            env_step: c.env_step,
+            episodes: c.episodes,
+            wall_s: c.wall_s,
+            records: c.records,
+            agent: c.agent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(config: TrainConfig) -> Checkpoint {
+        Checkpoint {
+            config,
+            env_step: 1234,
+            episodes: 7,
+            wall_s: 12.5,
+            records: vec![EvalRecord {
+                env_step: 1000,
+                eval_mean: -150.0,
+                extra: vec![("model_train_s".into(), 3.0)],
+                ..EvalRecord::default()
+            }],
+            agent: vec![1, 2, 3, 250],
+        }
+    }
+
+    /// Every env's defaults, with optional keys both unset and set, come back as written.
+    #[test]
+    fn format_2_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        for env in crate::env::ENV_IDS {
+            for set in [false, true] {
+                let mut c = TrainConfig::for_env(env);
+                if set {
+                    c.mbpo.real_ratio_final = Some(1.0);
+                    c.mbpo.real_ratio_to = 60_000;
+                    c.sac.target_entropy = Some(-0.5);
+                }
+                sample(c.clone()).write(dir.path()).unwrap();
+                let back = Checkpoint::read(dir.path()).unwrap();
+                assert_eq!(back.config, c, "{env}");
+                assert_eq!((back.env_step, back.episodes), (1234, 7));
+                assert_eq!((back.wall_s, back.agent), (12.5, vec![1, 2, 3, 250]));
+                assert_eq!(back.records, sample(c).records);
+            }
+        }
+    }
+
+    /// A file that is neither format names itself; so does a format-2 file cut short.
+    #[test]
+    fn bad_files_are_errors_that_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT);
+        sample(TrainConfig::for_env("pendulum"))
+            .write(dir.path())
+            .unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for bytes in [&good[..good.len() - 3], b"\x05hello", &good[..MAGIC.len()]] {
+            std::fs::write(&path, bytes).unwrap();
+            let e = Checkpoint::read(dir.path()).err().unwrap().to_string();
+            assert!(e.contains("checkpoint.bin: corrupt or incompatible"), "{e}");
+        }
+    }
+
+    /// A checkpoint written by Keel before format 2 (session 24's binary: a 30-step MBPO run on
+    /// Pendulum, tests/data/checkpoint_v1) reads with the config its run wrote beside it.
+    #[test]
+    fn format_1_still_reads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint_v1");
+        let ck = Checkpoint::read(&dir).unwrap();
+        let written = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert_eq!(ck.config, TrainConfig::from_written(&written).unwrap());
+        assert_eq!(ck.config.mbpo.real_ratio_final, None);
+        assert_eq!((ck.env_step, ck.records.len()), (30, 1));
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(ck.records[0].eval_mean.to_string(), row[2]);
+    }
+}
