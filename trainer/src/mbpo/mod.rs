@@ -16,7 +16,7 @@ use crate::config::{MbpoConfig, TrainConfig};
 use crate::env::Env;
 use crate::error::KeelError;
 use crate::model::{DynamicsModel, ModelState};
-use crate::nn::CpuBackend;
+use crate::nn::{AdamState, CpuBackend};
 use crate::replay::{Batch, ReplayBuffer};
 use crate::sac::{lipschitz_stats, SacLearner};
 use crate::train::Agent;
@@ -49,6 +49,13 @@ struct MbpoState {
     model_buf: ReplayBuffer,
     rng: Pcg64,
     env_steps: usize,
+}
+
+/// State added after checkpoint format 2 first shipped; it follows [`MbpoState`] in the saved
+/// bytes, and an older checkpoint (without it) starts the model's Adam moments afresh.
+#[derive(Serialize, Deserialize)]
+struct MbpoStateAdded {
+    model_optimizer: AdamState,
 }
 
 impl Mbpo {
@@ -113,12 +120,19 @@ impl Mbpo {
     }
 
     pub fn load(bytes: &[u8], cfg: &TrainConfig, env: &dyn Env) -> Result<Self, KeelError> {
-        let st: MbpoState = postcard::from_bytes(bytes)
-            .map_err(|e| KeelError::usage(format!("corrupt MBPO checkpoint: {e}")))?;
+        let corrupt =
+            |e: postcard::Error| KeelError::usage(format!("corrupt MBPO checkpoint: {e}"));
+        let (st, rest): (MbpoState, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
         let mut me = Self::new(cfg, env)?;
         me.learner.load(&st.learner)?;
         me.model = DynamicsModel::from_state(&CpuBackend, &st.model)
             .map_err(|e| KeelError::usage(format!("checkpoint model does not match: {e}")))?;
+        if !rest.is_empty() {
+            let added: MbpoStateAdded = postcard::from_bytes(rest).map_err(corrupt)?;
+            me.model
+                .load_optimizer_state(&added.model_optimizer)
+                .map_err(|e| KeelError::usage(format!("checkpoint model does not match: {e}")))?;
+        }
         me.trained = st.trained;
         me.real = st.real;
         me.model_buf = st.model_buf;
@@ -239,8 +253,14 @@ impl Agent for Mbpo {
             rng: self.rng.clone(),
             env_steps: self.env_steps,
         };
-        postcard::to_stdvec(&st)
-            .map_err(|e| KeelError::internal(format!("cannot serialize MBPO state: {e}")))
+        let added = MbpoStateAdded {
+            model_optimizer: self.model.optimizer_state(),
+        };
+        let ser =
+            |e: postcard::Error| KeelError::internal(format!("cannot serialize MBPO state: {e}"));
+        let mut bytes = postcard::to_stdvec(&st).map_err(ser)?;
+        bytes.extend(postcard::to_stdvec(&added).map_err(ser)?);
+        Ok(bytes)
     }
 }
 
@@ -334,5 +354,72 @@ mod tests {
         let (retrains, more) = step(&mut agent, 4);
         assert_eq!(retrains, 0);
         assert!(more > filled, "{more} > {filled}");
+    }
+
+    /// A checkpointed agent continues exactly as the one that wrote it: same actions, same
+    /// updates, same bytes (the model's Adam moments, the critics' spectral-norm vectors and
+    /// the robust loss's state scale are part of the state).
+    #[test]
+    fn a_restored_agent_continues_exactly() {
+        let mut cfg = TrainConfig::for_env("pendulum");
+        cfg.mbpo.init_steps = 20;
+        cfg.mbpo.retrain_every = 10;
+        cfg.mbpo.rollout_every = 5;
+        cfg.mbpo.rollouts_per_step = 2;
+        cfg.mbpo.updates_per_step = 2;
+        cfg.mbpo.model.hidden = vec![8];
+        cfg.mbpo.model.weight_decay = vec![1e-4];
+        cfg.mbpo.model.max_epochs = 3;
+        cfg.sac.actor_hidden = vec![8];
+        cfg.sac.critic_hidden = vec![8, 8];
+        cfg.sac.batch_size = 16;
+        let template = make_env("pendulum").unwrap();
+        let mut env = template.box_clone();
+        let mut agent = Mbpo::new(&cfg, template.as_ref()).unwrap();
+        let (mut obs, mut next, mut act) = (vec![0.0; 3], vec![0.0; 3], vec![0.0; 1]);
+        env.reset(Some(7), &mut obs);
+        let mut drive = |agents: &mut [&mut Mbpo], n: usize| {
+            for _ in 0..n {
+                let mut acts = Vec::new();
+                for a in agents.iter_mut() {
+                    a.explore(&obs, &mut act);
+                    acts.push(act.clone());
+                }
+                assert!(acts.windows(2).all(|w| w[0] == w[1]), "actions differ");
+                let s = env.step(&act, &mut next);
+                for a in agents.iter_mut() {
+                    a.observe(&obs, &act, s.reward as f32, &next, s.terminated);
+                }
+                obs.copy_from_slice(&next);
+            }
+        };
+        // Past the first refits, mid-interval (step 37: neither a refit nor a rollout is due).
+        drive(&mut [&mut agent], 37);
+        let saved = agent.save().unwrap();
+        let mut restored = Mbpo::load(&saved, &cfg, template.as_ref()).unwrap();
+        assert_eq!(
+            restored.save().unwrap(),
+            saved,
+            "load then save changes the state"
+        );
+        drive(&mut [&mut agent, &mut restored], 30);
+        // Equal but for the model's timing statistics (wall-clock seconds).
+        let state = |a: &Mbpo| {
+            let mut bytes = a.save().unwrap();
+            let (mut st, rest): (MbpoState, _) = postcard::take_from_bytes(&bytes).unwrap();
+            let rest = rest.to_vec();
+            (
+                st.model.stats.train_seconds,
+                st.model.stats.total_train_seconds,
+            ) = (0.0, 0.0);
+            st.model.stats.predict_seconds = 0.0;
+            bytes = postcard::to_stdvec(&st).unwrap();
+            bytes.extend(rest);
+            bytes
+        };
+        assert!(
+            state(&agent) == state(&restored),
+            "the restored agent drifted"
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::ensemble::{EnsembleAdam, EnsembleCache, EnsembleMlp};
 use super::loss::{gaussian_nll_loss, mse_loss, soft_clamp_logvar, Normalizer};
 use super::{ModelConfig, ModelHead};
 use crate::env::Env;
-use crate::nn::{Backend, CpuBackend};
+use crate::nn::{AdamState, Backend, CpuBackend};
 use crate::replay::{Batch, ReplayBuffer};
 
 /// Rows per forward pass in prediction and holdout evaluation: bounds the activation memory
@@ -59,8 +59,8 @@ impl ModelStats {
     }
 }
 
-/// Everything needed to rebuild a trained model (checkpoints). Adam's moments are not kept: a
-/// restored model's next retrain starts them afresh.
+/// Everything needed to rebuild a trained model (checkpoints). Adam's moments are apart, in
+/// [`DynamicsModel::optimizer_state`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelState {
     pub config: ModelConfig,
@@ -523,6 +523,17 @@ impl<B: Backend> DynamicsModel<B> {
             elites: self.elites.clone(),
             stats: self.stats.clone(),
         }
+    }
+
+    /// Adam's moments and step count, for checkpoints that continue exactly (kept apart from
+    /// [`ModelState`], which also rebuilds a model for prediction alone).
+    pub fn optimizer_state(&self) -> AdamState {
+        self.opt.state()
+    }
+
+    /// Restores [`DynamicsModel::optimizer_state`] of a model of the same shape.
+    pub fn load_optimizer_state(&mut self, st: &AdamState) -> Result<(), String> {
+        self.opt.load_state(st)
     }
 
     /// Rebuilds a model from [`DynamicsModel::state`].

@@ -22,7 +22,7 @@ use core::ops::Range;
 use rand::Rng;
 use rand_distr::{Distribution, Uniform};
 
-use crate::nn::{Activation, AdamHyper, Backend, Mat, MatMut};
+use crate::nn::{Activation, AdamHyper, AdamState, Backend, Mat, MatMut};
 
 #[derive(Clone, Copy, Debug)]
 struct Layer {
@@ -439,6 +439,30 @@ impl<B: Backend> EnsembleAdam<B> {
             t: 0,
             segments,
         }
+    }
+
+    /// The moments and step count (copied to the host), for checkpoints.
+    pub fn state(&self) -> AdamState {
+        let mut m = vec![0.0; self.n];
+        let mut v = vec![0.0; self.n];
+        self.backend.download(&self.m, 0, &mut m);
+        self.backend.download(&self.v, 0, &mut v);
+        AdamState { m, v, t: self.t }
+    }
+
+    /// Restores a state taken from an optimizer of the same ensemble shape.
+    pub fn load_state(&mut self, st: &AdamState) -> Result<(), String> {
+        if st.m.len() != self.n || st.v.len() != self.n {
+            return Err(format!(
+                "model optimizer state has {} moments, the model has {} parameters",
+                st.m.len(),
+                self.n
+            ));
+        }
+        self.backend.upload(&mut self.m, 0, &st.m);
+        self.backend.upload(&mut self.v, 0, &st.v);
+        self.t = st.t;
+        Ok(())
     }
 
     /// One update from the accumulated gradients.

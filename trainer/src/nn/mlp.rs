@@ -67,6 +67,17 @@ impl MlpConfig {
     }
 }
 
+/// The `u`, `v`, `sigma` of every spectrally normalized layer and how current they are (see
+/// [`Mlp::spectral_state`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpectralState {
+    pub vectors: Vec<f32>,
+    /// The vectors were iterated for the current weights.
+    pub iterated: bool,
+    /// `W_sn` was computed for the current weights.
+    pub fresh: bool,
+}
+
 /// A multi-layer perceptron with preallocated training and inference caches.
 ///
 /// Forward/backward/optimizer steps allocate nothing: every buffer is sized at construction
@@ -341,6 +352,59 @@ impl<B: Backend> Mlp<B> {
             .to_host(&self.core.sn_state, s..s + 1)
             .first()
             .copied()
+    }
+
+    /// The spectral-norm power-iteration state (`None` without spectral norm), for checkpoints:
+    /// restored with [`Mlp::load_spectral_state`], a network continues exactly where it was.
+    pub fn spectral_state(&self) -> Option<SpectralState> {
+        if !self.core.has_sn() {
+            return None;
+        }
+        let bk = &self.core.backend;
+        let n = bk.buf_len(&self.core.sn_state);
+        let version = Some(self.core.param_version);
+        Some(SpectralState {
+            vectors: bk.to_host(&self.core.sn_state, 0..n).into_owned(),
+            iterated: self.core.sn_iterated == version,
+            fresh: self.core.sn_fresh == version,
+        })
+    }
+
+    /// Restores [`Mlp::spectral_state`] of a network of the same shape, after
+    /// [`Mlp::load_params`].
+    pub fn load_spectral_state(&mut self, st: &SpectralState) -> Result<(), String> {
+        let n = self.core.backend.buf_len(&self.core.sn_state);
+        if !self.core.has_sn() || st.vectors.len() != n {
+            return Err(format!(
+                "spectral-norm state has {} values, the network needs {n}",
+                st.vectors.len()
+            ));
+        }
+        let core = &mut self.core;
+        core.backend.upload(&mut core.sn_state, 0, &st.vectors);
+        let version = Some(core.param_version);
+        // The next training pass steps the power iteration only if the saved network's would
+        // have.
+        core.sn_iterated = st.iterated.then_some(version).flatten();
+        core.sn_fresh = None;
+        if st.fresh {
+            // `W_sn` as the saved network held it: `W` over the stored sigma. Recomputing sigma
+            // from `u`, `v` would differ in the last bits from the `|W v|` an iteration gives.
+            let params = core
+                .backend
+                .to_host(&core.params, 0..core.n_params)
+                .into_owned();
+            for l in &core.layers {
+                if let Some((slot, off)) = l.sn {
+                    let inv = 1.0 / st.vectors[slot.sigma()];
+                    let w_sn: Vec<f32> = params[l.w..l.b].iter().map(|x| x * inv).collect();
+                    core.backend.upload(&mut core.weff, off, &w_sn);
+                }
+            }
+            core.sn_fresh = version;
+        }
+        core.eff_version += 1;
+        Ok(())
     }
 
     /// Runs `steps` extra power-iteration steps on every spectrally normalized layer.

@@ -59,5 +59,5 @@ pub use adam::{clip_grad_norm, Adam, AdamConfig, AdamState, WeightDecay};
 pub use backend::{AdamHyper, Backend, Mat, MatMut, SpectralSlot};
 pub use cache::ForwardCache;
 pub use cpu::CpuBackend;
-pub use mlp::{Backprop, Mlp, MlpConfig, SPECTRAL_INIT_ITERATIONS};
+pub use mlp::{Backprop, Mlp, MlpConfig, SpectralState, SPECTRAL_INIT_ITERATIONS};
 pub use spectral::top_singular_value;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SacLearner;
 use crate::error::KeelError;
-use crate::nn::AdamState;
+use crate::nn::{AdamState, SpectralState};
 
 #[derive(Serialize, Deserialize)]
 struct LearnerState {
@@ -20,6 +20,19 @@ struct LearnerState {
     alpha_adam: (f32, f32, i32),
     updates: u64,
     noise: Vec<f32>,
+}
+
+/// State added after checkpoint format 2 first shipped. It follows [`LearnerState`] in the
+/// saved bytes, so older checkpoints (which end after it) still load: their spectral-norm
+/// vectors re-converge on the weights instead.
+#[derive(Serialize, Deserialize)]
+struct LearnerStateAdded {
+    /// Power-iteration state of `q` and `q_target` (`None` without spectral norm).
+    q_spectral: [Option<SpectralState>; 2],
+    q_target_spectral: [Option<SpectralState>; 2],
+    /// The per-dimension state std that scales the robust loss's epsilon (set at each model
+    /// refit; without it a resumed run used 1 until the next refit).
+    state_std: Vec<f32>,
 }
 
 impl SacLearner {
@@ -111,15 +124,30 @@ impl SacLearner {
             updates: self.updates,
             noise: self.noise.state().to_vec(),
         };
-        postcard::to_stdvec(&st)
-            .map_err(|e| KeelError::internal(format!("cannot serialize learner: {e}")))
+        let added = LearnerStateAdded {
+            q_spectral: [self.q[0].spectral_state(), self.q[1].spectral_state()],
+            q_target_spectral: [
+                self.q_target[0].spectral_state(),
+                self.q_target[1].spectral_state(),
+            ],
+            state_std: self.state_std.clone(),
+        };
+        let ser =
+            |e: postcard::Error| KeelError::internal(format!("cannot serialize learner: {e}"));
+        let mut bytes = postcard::to_stdvec(&st).map_err(ser)?;
+        bytes.extend(postcard::to_stdvec(&added).map_err(ser)?);
+        Ok(bytes)
     }
 
     pub fn load(&mut self, bytes: &[u8]) -> Result<(), KeelError> {
         let bad =
             |what: &str| KeelError::usage(format!("checkpoint does not match this config: {what}"));
-        let st: LearnerState = postcard::from_bytes(bytes)
-            .map_err(|e| KeelError::usage(format!("corrupt learner state: {e}")))?;
+        let corrupt = |e: postcard::Error| KeelError::usage(format!("corrupt learner state: {e}"));
+        let (st, rest): (LearnerState, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
+        let added: Option<LearnerStateAdded> = match rest.is_empty() {
+            true => None,
+            false => Some(postcard::from_bytes(rest).map_err(corrupt)?),
+        };
         if st.actor.len() != self.actor.params().len() || st.q[0].len() != self.q[0].params().len()
         {
             return Err(bad("network sizes differ"));
@@ -136,9 +164,26 @@ impl SacLearner {
         for k in 0..2 {
             self.q[k].load_params(&st.q[k]);
             self.q_target[k].load_params(&st.q_target[k]);
-            // The spectral-norm vectors are not checkpointed: re-converge them on the weights.
-            self.q[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
-            self.q_target[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
+            match &added {
+                Some(a) => {
+                    let nets = [(&mut self.q[k], &a.q_spectral[k])];
+                    let targets = [(&mut self.q_target[k], &a.q_target_spectral[k])];
+                    for (net, saved) in nets.into_iter().chain(targets) {
+                        match (net.spectral_state(), saved) {
+                            (None, None) => {}
+                            (Some(_), Some(saved)) => net
+                                .load_spectral_state(saved)
+                                .map_err(|e| bad(&format!("critic {e}")))?,
+                            _ => return Err(bad("critic spectral norm on/off")),
+                        }
+                    }
+                }
+                // A checkpoint from before the vectors were kept: re-converge them.
+                None => {
+                    self.q[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
+                    self.q_target[k].spectral_iterate(crate::nn::SPECTRAL_INIT_ITERATIONS);
+                }
+            }
         }
         let [s0, s1] = st.q_opt;
         self.q_opt[0]
@@ -147,6 +192,12 @@ impl SacLearner {
         self.q_opt[1]
             .load_state(s1)
             .map_err(|_| bad("critic optimizer"))?;
+        if let Some(a) = &added {
+            if a.state_std.len() != self.state_std.len() {
+                return Err(bad("robust loss state std size"));
+            }
+            self.state_std.clone_from(&a.state_std);
+        }
         self.log_alpha = st.log_alpha;
         self.alpha_adam = st.alpha_adam;
         self.updates = st.updates;
