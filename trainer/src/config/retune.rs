@@ -30,6 +30,7 @@ const RETUNABLE: &[&str] = &[
     "sac.lr_final_scale",
     "sac.lr_decay_from",
     "sac.lr_decay_to",
+    "sac.policy_average",
     "lipschitz.robust",
     "lipschitz.attack",
     "lipschitz.pgd_steps",
@@ -87,6 +88,15 @@ impl TrainConfig {
                 "`{fixed}` cannot change when a run continues: it shapes what the checkpoint \
                  holds (networks, buffers, model, seed). Keys that can: {}",
                 RETUNABLE.join(", ")
+            ));
+        }
+        let averaged = |c: &TrainConfig| c.sac.policy_average > 0.0;
+        if averaged(self) != averaged(&cfg) {
+            return Err(format!(
+                "`sac.policy_average` can change when a run continues, but not to or from 0 \
+                 (the checkpoint holds the averaged actor only while it is above 0; this run's \
+                 is {})",
+                self.sac.policy_average
             ));
         }
         cfg.validate()?;
@@ -151,6 +161,23 @@ mod tests {
         assert!(e.contains("real_ratio"), "{e}");
         let e = fishery3().retuned("[sac]\nmax_alfa = 0.1\n").unwrap_err();
         assert!(e.contains("max_alfa"), "{e}");
+        // The averaging window may change; the average may not appear or vanish.
+        let longer = fishery3()
+            .retuned("[sac]\npolicy_average = 5e-6\n")
+            .unwrap();
+        assert_eq!(longer.sac.policy_average, 5e-6);
+        let e = fishery3()
+            .retuned("[sac]\npolicy_average = 0.0\n")
+            .unwrap_err();
+        assert!(
+            e.contains("`sac.policy_average`") && e.contains("0.00002"),
+            "{e}"
+        );
+        let pendulum = TrainConfig::for_env("pendulum");
+        let e = pendulum
+            .retuned("[sac]\npolicy_average = 1e-5\n")
+            .unwrap_err();
+        assert!(e.contains("`sac.policy_average`"), "{e}");
     }
 
     /// Every listed key names a field that exists: a rename must update the list.
