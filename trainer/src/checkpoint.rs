@@ -6,6 +6,10 @@
 //! from format 2 on it is stored as its TOML text, where a key added later takes its neutral
 //! default ([`TrainConfig::from_written`]) and an old run still resumes. Format 1 (no magic
 //! prefix, the config as postcard fields) is read through a frozen copy of its layout.
+//!
+//! State an agent gained later (the model's Adam moments, the critics' spectral-norm vectors,
+//! the robust loss's state scale) is serialized after its original struct in the agent's bytes,
+//! so a file without it still reads and that state starts afresh.
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
