@@ -94,6 +94,25 @@ fn user_keys_override_env_defaults() {
         (0.1, 10_000, 30_000)
     );
     assert!((f.lr_scale_at(20_000) - 0.55).abs() < 1e-6);
+    // fishery3's MBPO trains 120,000 steps, on real batches only after 60,000; nothing else
+    // changes its real fraction.
+    let f = TrainConfig::for_env("fishery3");
+    assert_eq!(f.steps, 120_000);
+    assert_eq!(
+        (f.mbpo.real_ratio_at(60_000), f.mbpo.real_ratio_at(60_001)),
+        (0.5, 1.0)
+    );
+    assert_eq!(
+        TrainConfig::for_env_algo("fishery3", Algo::Sac).steps,
+        30_000
+    );
+    for env in ["pendulum", "mountaincar", "cartpole-swingup"] {
+        assert_eq!(
+            TrainConfig::for_env(env).mbpo.real_ratio_final,
+            None,
+            "{env}"
+        );
+    }
     // `--algo sac` keeps the plain critic, whatever the env.
     let sac = TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).lipschitz;
     assert!(!sac.spectral_norm && !sac.robust);
@@ -119,7 +138,7 @@ fn robust_weight_schedule() {
 
 #[test]
 fn real_ratio_schedule() {
-    let mut m = MbpoConfig::for_env("fishery3");
+    let mut m = MbpoConfig::for_env("cartpole-swingup");
     assert_eq!((m.real_ratio_at(0), m.real_ratio_at(1_000_000)), (0.5, 0.5));
     m.real_ratio_final = Some(1.0);
     m.real_ratio_from = 50_000;
