@@ -311,18 +311,25 @@ mod tests {
         assert_eq!(seen, [0.25, 0.625, 1.0, 1.0]);
     }
 
-    /// While the real fraction is 1 the model is neither refit nor rolled out; when it falls
-    /// again the model is refit at once and rolled out at its next interval.
-    #[test]
-    fn all_real_batches_skip_the_model() {
+    /// Pendulum MBPO at toy scale: refits every 10 steps from step 20, 2 rollouts a step every
+    /// 5 steps, an 8-unit model.
+    fn tiny_pendulum() -> TrainConfig {
         let mut cfg = TrainConfig::for_env("pendulum");
         cfg.mbpo.init_steps = 20;
         cfg.mbpo.retrain_every = 10;
         cfg.mbpo.rollout_every = 5;
         cfg.mbpo.rollouts_per_step = 2;
-        cfg.mbpo.updates_per_step = 1;
         cfg.mbpo.model.hidden = vec![8];
         cfg.mbpo.model.weight_decay = vec![1e-4];
+        cfg
+    }
+
+    /// While the real fraction is 1 the model is neither refit nor rolled out; when it falls
+    /// again the model is refit at once and rolled out at its next interval.
+    #[test]
+    fn all_real_batches_skip_the_model() {
+        let mut cfg = tiny_pendulum();
+        cfg.mbpo.updates_per_step = 1;
         cfg.mbpo.model.max_epochs = 2;
         // 0.5 up to step 40, 1 from 41 to 60, then back to 0.5.
         cfg.mbpo.real_ratio = 0.5;
@@ -361,14 +368,8 @@ mod tests {
     /// the robust loss's state scale are part of the state).
     #[test]
     fn a_restored_agent_continues_exactly() {
-        let mut cfg = TrainConfig::for_env("pendulum");
-        cfg.mbpo.init_steps = 20;
-        cfg.mbpo.retrain_every = 10;
-        cfg.mbpo.rollout_every = 5;
-        cfg.mbpo.rollouts_per_step = 2;
+        let mut cfg = tiny_pendulum();
         cfg.mbpo.updates_per_step = 2;
-        cfg.mbpo.model.hidden = vec![8];
-        cfg.mbpo.model.weight_decay = vec![1e-4];
         cfg.mbpo.model.max_epochs = 3;
         cfg.sac.actor_hidden = vec![8];
         cfg.sac.critic_hidden = vec![8, 8];

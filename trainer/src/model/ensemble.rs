@@ -443,25 +443,12 @@ impl<B: Backend> EnsembleAdam<B> {
 
     /// The moments and step count (copied to the host), for checkpoints.
     pub fn state(&self) -> AdamState {
-        let mut m = vec![0.0; self.n];
-        let mut v = vec![0.0; self.n];
-        self.backend.download(&self.m, 0, &mut m);
-        self.backend.download(&self.v, 0, &mut v);
-        AdamState { m, v, t: self.t }
+        AdamState::download(&self.backend, &self.m, &self.v, self.n, self.t)
     }
 
     /// Restores a state taken from an optimizer of the same ensemble shape.
     pub fn load_state(&mut self, st: &AdamState) -> Result<(), String> {
-        if st.m.len() != self.n || st.v.len() != self.n {
-            return Err(format!(
-                "model optimizer state has {} moments, the model has {} parameters",
-                st.m.len(),
-                self.n
-            ));
-        }
-        self.backend.upload(&mut self.m, 0, &st.m);
-        self.backend.upload(&mut self.v, 0, &st.v);
-        self.t = st.t;
+        self.t = st.upload(&self.backend, &mut self.m, &mut self.v, self.n)?;
         Ok(())
     }
 

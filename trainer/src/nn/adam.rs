@@ -184,28 +184,45 @@ pub struct AdamState {
     pub t: u64,
 }
 
+impl AdamState {
+    /// Copies `n` moments of each buffer and the step count `t` to the host.
+    pub(crate) fn download<B: Backend>(b: &B, m: &B::Buf, v: &B::Buf, n: usize, t: u64) -> Self {
+        let (mut hm, mut hv) = (vec![0.0; n], vec![0.0; n]);
+        b.download(m, 0, &mut hm);
+        b.download(v, 0, &mut hv);
+        Self { m: hm, v: hv, t }
+    }
+
+    /// Uploads the moments into buffers of `n` values and returns the step count; an error if
+    /// the state belongs to an optimizer of another size.
+    pub(crate) fn upload<B: Backend>(
+        &self,
+        b: &B,
+        m: &mut B::Buf,
+        v: &mut B::Buf,
+        n: usize,
+    ) -> Result<u64, String> {
+        if self.m.len() != n || self.v.len() != n {
+            return Err(format!(
+                "optimizer state has {} moments, the network has {n} parameters",
+                self.m.len()
+            ));
+        }
+        b.upload(m, 0, &self.m);
+        b.upload(v, 0, &self.v);
+        Ok(self.t)
+    }
+}
+
 impl<B: Backend> Adam<B> {
     /// The moments and step count (copied to the host).
     pub fn state(&self) -> AdamState {
-        let mut m = vec![0.0; self.n];
-        let mut v = vec![0.0; self.n];
-        self.backend.download(&self.m, 0, &mut m);
-        self.backend.download(&self.v, 0, &mut v);
-        AdamState { m, v, t: self.t }
+        AdamState::download(&self.backend, &self.m, &self.v, self.n, self.t)
     }
 
     /// Restores a state taken from an optimizer of the same network shape.
     pub fn load_state(&mut self, st: AdamState) -> Result<(), String> {
-        if st.m.len() != self.n || st.v.len() != self.n {
-            return Err(format!(
-                "optimizer state has {} moments, network has {} parameters",
-                st.m.len(),
-                self.n
-            ));
-        }
-        self.backend.upload(&mut self.m, 0, &st.m);
-        self.backend.upload(&mut self.v, 0, &st.v);
-        self.t = st.t;
+        self.t = st.upload(&self.backend, &mut self.m, &mut self.v, self.n)?;
         Ok(())
     }
 }
