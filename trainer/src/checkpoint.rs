@@ -25,6 +25,32 @@ pub const CHECKPOINT: &str = "checkpoint.bin";
 /// (a byte under 128) followed by the id, never with these bytes.
 const MAGIC: &[u8; 8] = b"KEELCK\x00\x02";
 
+/// Serializes `base` followed by `added`: how an agent keeps state it gained after format 2
+/// (see the module documentation).
+pub(crate) fn to_bytes_with_added<T: Serialize, A: Serialize>(
+    base: &T,
+    added: &A,
+) -> Result<Vec<u8>, postcard::Error> {
+    let mut bytes = postcard::to_stdvec(base)?;
+    bytes.extend(postcard::to_stdvec(added)?);
+    Ok(bytes)
+}
+
+/// Reads what [`to_bytes_with_added`] wrote; `None` for the added part of an older file, which
+/// ends after `base`.
+pub(crate) fn from_bytes_with_added<T, A>(bytes: &[u8]) -> Result<(T, Option<A>), postcard::Error>
+where
+    T: for<'de> Deserialize<'de>,
+    A: for<'de> Deserialize<'de>,
+{
+    let (base, rest) = postcard::take_from_bytes(bytes)?;
+    let added = match rest.is_empty() {
+        true => None,
+        false => Some(postcard::from_bytes(rest)?),
+    };
+    Ok((base, added))
+}
+
 /// A run's state at one env step.
 pub struct Checkpoint {
     pub config: TrainConfig,

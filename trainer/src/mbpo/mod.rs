@@ -122,13 +122,13 @@ impl Mbpo {
     pub fn load(bytes: &[u8], cfg: &TrainConfig, env: &dyn Env) -> Result<Self, KeelError> {
         let corrupt =
             |e: postcard::Error| KeelError::usage(format!("corrupt MBPO checkpoint: {e}"));
-        let (st, rest): (MbpoState, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
+        let (st, added): (MbpoState, Option<MbpoStateAdded>) =
+            crate::checkpoint::from_bytes_with_added(bytes).map_err(corrupt)?;
         let mut me = Self::new(cfg, env)?;
         me.learner.load(&st.learner)?;
         me.model = DynamicsModel::from_state(&CpuBackend, &st.model)
             .map_err(|e| KeelError::usage(format!("checkpoint model does not match: {e}")))?;
-        if !rest.is_empty() {
-            let added: MbpoStateAdded = postcard::from_bytes(rest).map_err(corrupt)?;
+        if let Some(added) = added {
             me.model
                 .load_optimizer_state(&added.model_optimizer)
                 .map_err(|e| KeelError::usage(format!("checkpoint model does not match: {e}")))?;
@@ -258,9 +258,7 @@ impl Agent for Mbpo {
         };
         let ser =
             |e: postcard::Error| KeelError::internal(format!("cannot serialize MBPO state: {e}"));
-        let mut bytes = postcard::to_stdvec(&st).map_err(ser)?;
-        bytes.extend(postcard::to_stdvec(&added).map_err(ser)?);
-        Ok(bytes)
+        crate::checkpoint::to_bytes_with_added(&st, &added).map_err(ser)
     }
 }
 

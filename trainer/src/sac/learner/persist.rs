@@ -134,20 +134,15 @@ impl SacLearner {
         };
         let ser =
             |e: postcard::Error| KeelError::internal(format!("cannot serialize learner: {e}"));
-        let mut bytes = postcard::to_stdvec(&st).map_err(ser)?;
-        bytes.extend(postcard::to_stdvec(&added).map_err(ser)?);
-        Ok(bytes)
+        crate::checkpoint::to_bytes_with_added(&st, &added).map_err(ser)
     }
 
     pub fn load(&mut self, bytes: &[u8]) -> Result<(), KeelError> {
         let bad =
             |what: &str| KeelError::usage(format!("checkpoint does not match this config: {what}"));
         let corrupt = |e: postcard::Error| KeelError::usage(format!("corrupt learner state: {e}"));
-        let (st, rest): (LearnerState, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
-        let added: Option<LearnerStateAdded> = match rest.is_empty() {
-            true => None,
-            false => Some(postcard::from_bytes(rest).map_err(corrupt)?),
-        };
+        let (st, added): (LearnerState, Option<LearnerStateAdded>) =
+            crate::checkpoint::from_bytes_with_added(bytes).map_err(corrupt)?;
         if st.actor.len() != self.actor.params().len() || st.q[0].len() != self.q[0].params().len()
         {
             return Err(bad("network sizes differ"));
