@@ -123,13 +123,14 @@ impl Checkpoint {
 
 /// Format 1, frozen: the layout of checkpoints written up to Keel's session 24. Its config
 /// is positional, so this module copies the config structs whose fields have changed since
-/// (only `MbpoConfig` so far: `real_ratio_final/_from/_to` came after); the others are still
-/// the same and are reused. Change nothing here except to freeze another struct that changes.
+/// (`MbpoConfig`: `real_ratio_final/_from/_to` came after; `LipschitzConfig`: `robust_on_real`
+/// came in session 27); the others are still the same and are reused. Change nothing here except to freeze another struct that changes.
 mod v1 {
     use serde::Deserialize;
 
     use crate::config::{
-        Algo, Device, LipschitzConfig, Matmul, MbpoConfig, SacConfig, TrainConfig,
+        Algo, Attack, Device, LipschitzConfig, Matmul, MbpoConfig, RobustForm, SacConfig,
+        TrainConfig,
     };
     use crate::metrics::EvalRecord;
     use crate::model::ModelConfig;
@@ -151,6 +152,24 @@ mod v1 {
     }
 
     #[derive(Deserialize)]
+    struct LipschitzV1 {
+        spectral_norm: bool,
+        sn_output_layer: bool,
+        sn_q_scale: f32,
+        robust: bool,
+        attack: Attack,
+        pgd_steps: usize,
+        epsilon: f32,
+        lambda: f32,
+        lambda_final: Option<f32>,
+        lambda_from: usize,
+        lambda_to: usize,
+        robust_rows: usize,
+        form: RobustForm,
+        measure_states: usize,
+    }
+
+    #[derive(Deserialize)]
     struct ConfigV1 {
         env: String,
         algo: Algo,
@@ -162,7 +181,7 @@ mod v1 {
         device: Device,
         matmul: Matmul,
         sac: SacConfig,
-        lipschitz: LipschitzConfig,
+        lipschitz: LipschitzV1,
         mbpo: MbpoV1,
     }
 
@@ -179,6 +198,24 @@ mod v1 {
     pub(super) fn decode(bytes: &[u8]) -> Result<super::Checkpoint, String> {
         let c: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
         let old = c.config;
+        let l = old.lipschitz;
+        let lipschitz = LipschitzConfig {
+            spectral_norm: l.spectral_norm,
+            sn_output_layer: l.sn_output_layer,
+            sn_q_scale: l.sn_q_scale,
+            robust: l.robust,
+            attack: l.attack,
+            pgd_steps: l.pgd_steps,
+            epsilon: l.epsilon,
+            lambda: l.lambda,
+            lambda_final: l.lambda_final,
+            lambda_from: l.lambda_from,
+            lambda_to: l.lambda_to,
+            robust_rows: l.robust_rows,
+            robust_on_real: false,
+            form: l.form,
+            measure_states: l.measure_states,
+        };
         let m = old.mbpo;
         let mbpo = MbpoConfig {
             model: m.model,
@@ -208,7 +245,7 @@ mod v1 {
             device: old.device,
             matmul: old.matmul,
             sac: old.sac,
-            lipschitz: old.lipschitz,
+            lipschitz,
             mbpo,
         };
         Ok(super::Checkpoint {

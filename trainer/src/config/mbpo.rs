@@ -74,6 +74,9 @@ pub struct LipschitzConfig {
     /// The robust term uses at most this many of each batch's model rows (it costs two extra
     /// forward and backward passes per critic on those rows).
     pub robust_rows: usize,
+    /// When a batch holds no model rows (real ratio 1, such as fishery3's real-only phase),
+    /// the robust term uses `robust_rows` of its real rows instead of lapsing.
+    pub robust_on_real: bool,
     pub form: RobustForm,
     /// Replay states sampled for the ||dQ/ds|| measurement written at every evaluation.
     pub measure_states: usize,
@@ -96,6 +99,7 @@ impl Default for LipschitzConfig {
             lambda_from: 0,
             lambda_to: 0,
             robust_rows: 32,
+            robust_on_real: false,
             form: RobustForm::Q,
             measure_states: 512,
         }

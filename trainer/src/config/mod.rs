@@ -357,6 +357,7 @@ impl TrainConfig {
             l.lambda_from = d.lambda_from;
             l.lambda_to = d.lambda_to;
             l.robust_rows = d.robust_rows;
+            l.robust_on_real = d.robust_on_real;
             l.form = d.form;
         }
         if c.algo == Algo::Sac {

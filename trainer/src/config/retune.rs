@@ -40,6 +40,7 @@ const RETUNABLE: &[&str] = &[
     "lipschitz.lambda_from",
     "lipschitz.lambda_to",
     "lipschitz.robust_rows",
+    "lipschitz.robust_on_real",
     "lipschitz.form",
     "lipschitz.measure_states",
     "mbpo.retrain_every",

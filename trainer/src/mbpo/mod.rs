@@ -35,6 +35,7 @@ pub struct Mbpo {
     env_steps: usize,
     trained: bool,
     robust_rows: usize,
+    robust_on_real: bool,
     /// Epochs and retrains since the last `stats` (not checkpointed: a diagnostic that shows
     /// how long early stopping lets each retrain run).
     epochs_since_stats: (usize, usize),
@@ -115,6 +116,7 @@ impl Mbpo {
             env_steps: 0,
             trained: false,
             robust_rows: cfg.lipschitz.robust_rows,
+            robust_on_real: cfg.lipschitz.robust_on_real,
             epochs_since_stats: (0, 0),
         })
     }
@@ -181,6 +183,10 @@ impl Agent for Mbpo {
         if real_ratio >= 1.0 {
             // No model row is drawn: skip the model's work, and refit it before it is used again.
             self.trained = false;
+            if self.robust_on_real && since.is_multiple_of(m.retrain_every) {
+                // The robust term's radius still follows the data, at the refits' pace.
+                self.learner.set_state_std(&self.real.obs_mean_std().1);
+            }
         } else if !self.trained || since.is_multiple_of(m.retrain_every) {
             let epochs = self.model.train(&self.real, &mut self.rng).epochs;
             self.epochs_since_stats.0 += epochs;
@@ -214,10 +220,13 @@ impl Agent for Mbpo {
                 self.model_buf
                     .sample_into(&mut self.rng, &mut self.batch, n_real..b);
             }
-            // Model rows are drawn at random, so the first `robust_rows` of them are a random subset.
-            let robust_end = (n_real + self.robust_rows).min(b);
-            self.learner
-                .update(&self.batch, &mut self.rng, n_real..robust_end);
+            // Rows are drawn at random, so the first `robust_rows` of a part are a random subset.
+            let robust = if n_real == b && self.robust_on_real {
+                0..self.robust_rows.min(b)
+            } else {
+                n_real..(n_real + self.robust_rows).min(b)
+            };
+            self.learner.update(&self.batch, &mut self.rng, robust);
         }
     }
 
@@ -266,6 +275,7 @@ impl Agent for Mbpo {
 mod tests {
     use super::*;
     use crate::env::make_env;
+    use rand::Rng;
 
     /// A model that does not learn the reward needs the plant's closed-form one: refused with
     /// the key's name where there is none (fishery3), taken where there is (Pendulum).
@@ -359,6 +369,30 @@ mod tests {
         let (retrains, more) = step(&mut agent, 4);
         assert_eq!(retrains, 0);
         assert!(more > filled, "{more} > {filled}");
+    }
+
+    /// With no model rows in a batch the robust term lapses, unless `robust_on_real` moves it
+    /// onto real rows.
+    #[test]
+    fn robust_term_on_real_rows_when_no_model_rows() {
+        let gap = |on_real: bool| {
+            let mut cfg = tiny_pendulum();
+            cfg.mbpo.updates_per_step = 1;
+            cfg.mbpo.real_ratio = 1.0;
+            cfg.lipschitz.robust_on_real = on_real;
+            let env = make_env("pendulum").unwrap();
+            let mut agent = Mbpo::new(&cfg, env.as_ref()).unwrap();
+            let mut rng = Pcg64::seed_from_u64(3);
+            let act = vec![0.0; 1];
+            for _ in 0..60 {
+                let obs: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+                agent.observe(&obs, &act, -1.0, &obs, false);
+            }
+            assert!(agent.model_buf.is_empty(), "no model work at ratio 1");
+            agent.learner.last_stats().robust_gap
+        };
+        assert_eq!(gap(false), 0.0);
+        assert!(gap(true) > 0.0);
     }
 
     /// A checkpointed agent continues exactly as the one that wrote it: same actions, same

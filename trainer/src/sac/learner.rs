@@ -398,7 +398,7 @@ impl SacLearner {
 
     /// One gradient step of the critics, the actor and the temperature on `batch`. With the
     /// robust loss enabled, its term is computed on the rows `robust_rows` (the model-generated
-    /// part of the batch).
+    /// part of the batch, or real rows with `LipschitzConfig::robust_on_real`).
     pub fn update<R: Rng>(
         &mut self,
         batch: &Batch,
