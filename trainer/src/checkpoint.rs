@@ -124,7 +124,8 @@ impl Checkpoint {
 /// Format 1, frozen: the layout of checkpoints written up to Keel's session 24. Its config
 /// is positional, so this module copies the config structs whose fields have changed since
 /// (`MbpoConfig`: `real_ratio_final/_from/_to` came after; `LipschitzConfig`: `robust_on_real`
-/// came in session 27); the others are still the same and are reused. Change nothing here except to freeze another struct that changes.
+/// came in session 27); the others are still the same and are reused. Change nothing here
+/// except to freeze another struct that changes.
 mod v1 {
     use serde::Deserialize;
 
