@@ -406,11 +406,47 @@ mod tests {
         cfg.sac.actor_hidden = vec![8];
         cfg.sac.critic_hidden = vec![8, 8];
         cfg.sac.batch_size = 16;
-        let template = make_env("pendulum").unwrap();
+        // Past the first refits, mid-interval (step 37: neither a refit nor a rollout is due).
+        assert_continues_exactly(&cfg, "pendulum", 37, 30);
+    }
+
+    /// fishery3's default switches on features the Pendulum case leaves off: a deployed policy
+    /// average, learning-rate decay, and the switch to real-only batches with the robust term
+    /// on real rows. Saved just before the switch and continued across it.
+    #[test]
+    fn a_restored_fishery3_agent_continues_exactly() {
+        let mut cfg = TrainConfig::for_env("fishery3");
+        cfg.sac.actor_hidden = vec![8];
+        cfg.sac.critic_hidden = vec![8, 8];
+        cfg.sac.batch_size = 16;
+        cfg.sac.learning_starts = 10;
+        (cfg.sac.lr_decay_from, cfg.sac.lr_decay_to) = (20, 80);
+        cfg.mbpo.init_steps = 20;
+        cfg.mbpo.retrain_every = 10;
+        cfg.mbpo.rollout_every = 5;
+        cfg.mbpo.rollouts_per_step = 2;
+        cfg.mbpo.updates_per_step = 2;
+        cfg.mbpo.model.hidden = vec![8];
+        cfg.mbpo.model.weight_decay = vec![1e-4];
+        cfg.mbpo.model.max_epochs = 3;
+        cfg.mbpo.real_ratio_final = Some(1.0);
+        (cfg.mbpo.real_ratio_from, cfg.mbpo.real_ratio_to) = (45, 45);
+        cfg.lipschitz.robust_on_real = true;
+        assert!(cfg.sac.policy_average > 0.0 && cfg.sac.lr_final_scale < 1.0);
+        assert_continues_exactly(&cfg, "fishery3", 42, 30);
+    }
+
+    /// Drives an agent `before` steps, restores a copy from its saved bytes, drives both
+    /// `after` more steps on the same transitions, and requires equal actions and equal state.
+    fn assert_continues_exactly(cfg: &TrainConfig, env_name: &str, before: usize, after: usize) {
+        let template = make_env(env_name).unwrap();
         let mut env = template.box_clone();
-        let mut agent = Mbpo::new(&cfg, template.as_ref()).unwrap();
-        let (mut obs, mut next, mut act) = (vec![0.0; 3], vec![0.0; 3], vec![0.0; 1]);
-        env.reset(Some(7), &mut obs);
+        let mut agent = Mbpo::new(cfg, template.as_ref()).unwrap();
+        let mut obs = vec![0.0; template.obs_dim()];
+        let mut next = obs.clone();
+        let mut act = vec![0.0; template.act_dim()];
+        let mut episode = 7;
+        env.reset(Some(episode), &mut obs);
         let mut drive = |agents: &mut [&mut Mbpo], n: usize| {
             for _ in 0..n {
                 let mut acts = Vec::new();
@@ -423,19 +459,23 @@ mod tests {
                 for a in agents.iter_mut() {
                     a.observe(&obs, &act, s.reward as f32, &next, s.terminated);
                 }
-                obs.copy_from_slice(&next);
+                if s.terminated || s.truncated {
+                    episode += 1;
+                    env.reset(Some(episode), &mut obs);
+                } else {
+                    obs.copy_from_slice(&next);
+                }
             }
         };
-        // Past the first refits, mid-interval (step 37: neither a refit nor a rollout is due).
-        drive(&mut [&mut agent], 37);
+        drive(&mut [&mut agent], before);
         let saved = agent.save().unwrap();
-        let mut restored = Mbpo::load(&saved, &cfg, template.as_ref()).unwrap();
+        let mut restored = Mbpo::load(&saved, cfg, template.as_ref()).unwrap();
         assert_eq!(
             restored.save().unwrap(),
             saved,
             "load then save changes the state"
         );
-        drive(&mut [&mut agent, &mut restored], 30);
+        drive(&mut [&mut agent, &mut restored], after);
         // Equal but for the model's timing statistics (wall-clock seconds).
         let state = |a: &Mbpo| {
             let mut bytes = a.save().unwrap();
@@ -453,6 +493,10 @@ mod tests {
         assert!(
             state(&agent) == state(&restored),
             "the restored agent drifted"
+        );
+        assert!(
+            agent.policy_spec() == restored.policy_spec(),
+            "the deployed policies differ"
         );
     }
 }
