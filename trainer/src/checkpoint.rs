@@ -9,7 +9,8 @@
 //!
 //! State an agent gained later (the model's Adam moments, the critics' spectral-norm vectors,
 //! the robust loss's state scale) is serialized after its original struct in the agent's bytes,
-//! so a file without it still reads and that state starts afresh.
+//! so a file without it still reads and that state starts afresh. The plant's episode in
+//! progress ([`EpisodeInProgress`]) is appended the same way after the stored checkpoint.
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,21 @@ pub struct Checkpoint {
     pub wall_s: f64,
     pub records: Vec<EvalRecord>,
     pub agent: Vec<u8>,
+    /// `None` in a file written before Keel kept it: the resumed run starts a new episode.
+    pub episode: Option<EpisodeInProgress>,
+}
+
+/// The real plant's episode at the checkpoint. An env is deterministic given its reset seed
+/// and the actions taken, so the actions since the reset rebuild its state (its random
+/// generator included) without asking every [`crate::env::Env`] to serialize itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeInProgress {
+    /// Every action since the episode's reset, flattened (`act_dim` values a step).
+    pub actions: Vec<f32>,
+    /// The observation after the last of them: what the replay must arrive at.
+    pub obs: Vec<f32>,
+    /// The episode's return so far.
+    pub ret: f64,
 }
 
 /// Format 2 after [`MAGIC`].
@@ -83,7 +99,7 @@ impl Checkpoint {
             records: self.records.clone(),
             agent: self.agent.clone(),
         };
-        let body = postcard::to_stdvec(&stored)
+        let body = to_bytes_with_added(&stored, &self.episode)
             .map_err(|e| KeelError::internal(format!("checkpoint: {e}")))?;
         let bytes = [MAGIC.as_slice(), &body].concat();
         write_atomic(&dir.join(CHECKPOINT), &bytes)
@@ -107,7 +123,8 @@ impl Checkpoint {
         let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
             return v1::decode(&bytes).map_err(bad);
         };
-        let s: Stored = postcard::from_bytes(body).map_err(|e| bad(e.to_string()))?;
+        let (s, episode): (Stored, Option<Option<EpisodeInProgress>>) =
+            from_bytes_with_added(body).map_err(|e| bad(e.to_string()))?;
         let config =
             TrainConfig::from_written(&s.config_toml).map_err(|e| bad(format!("config: {e}")))?;
         Ok(Self {
@@ -117,6 +134,7 @@ impl Checkpoint {
             wall_s: s.wall_s,
             records: s.records,
             agent: s.agent,
+            episode: episode.flatten(),
         })
     }
 }
@@ -256,6 +274,7 @@ mod v1 {
             wall_s: c.wall_s,
             records: c.records,
             agent: c.agent,
+            episode: None,
         })
     }
 }
@@ -277,6 +296,11 @@ mod tests {
                 ..EvalRecord::default()
             }],
             agent: vec![1, 2, 3, 250],
+            episode: Some(EpisodeInProgress {
+                actions: vec![0.5, -0.25],
+                obs: vec![1.0, 2.0, 3.0],
+                ret: -7.5,
+            }),
         }
     }
 
@@ -297,9 +321,25 @@ mod tests {
                 assert_eq!(back.config, c, "{env}");
                 assert_eq!((back.env_step, back.episodes), (1234, 7));
                 assert_eq!((back.wall_s, back.agent), (12.5, vec![1, 2, 3, 250]));
-                assert_eq!(back.records, sample(c).records);
+                assert_eq!(back.records, sample(c.clone()).records);
+                assert_eq!(back.episode, sample(c).episode);
             }
         }
+    }
+
+    /// A format-2 file from before the episode was kept (the stored struct and nothing after
+    /// it) reads with no episode.
+    #[test]
+    fn format_2_without_an_episode_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = sample(TrainConfig::for_env("pendulum"));
+        ck.write(dir.path()).unwrap();
+        let path = dir.path().join(CHECKPOINT);
+        let full = std::fs::read(&path).unwrap();
+        let tail = postcard::to_stdvec(&ck.episode).unwrap();
+        std::fs::write(&path, &full[..full.len() - tail.len()]).unwrap();
+        let back = Checkpoint::read(dir.path()).unwrap();
+        assert_eq!((back.env_step, back.episode), (1234, None));
     }
 
     /// A file that is neither format names itself; so does a format-2 file cut short.

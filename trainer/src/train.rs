@@ -6,7 +6,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use keel_runtime::encode::{encode, PolicySpec};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, EpisodeInProgress};
 use crate::cli::TrainArgs;
 use crate::config::{Algo, Device, Matmul, TrainConfig};
 use crate::env::{make_env, Env};
@@ -197,6 +197,27 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
     Ok(())
 }
 
+/// Steps `env`, freshly reset with the episode's seed, through the checkpoint's actions; true
+/// when it arrives at the stored observation with the episode still running, so the run goes
+/// on exactly as it would have straight through.
+fn replay_episode(env: &mut dyn Env, ep: &EpisodeInProgress, obs: &mut [f32]) -> bool {
+    let act_dim = env.act_dim().max(1);
+    if !ep.actions.len().is_multiple_of(act_dim) || ep.obs.len() != obs.len() {
+        return false;
+    }
+    for act in ep.actions.chunks_exact(act_dim) {
+        let mut next = vec![0.0f32; obs.len()];
+        let out = env.step(act, &mut next);
+        if out.terminated || out.truncated {
+            return false;
+        }
+        obs.copy_from_slice(&next);
+    }
+    obs.iter()
+        .zip(&ep.obs)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
 /// Runs (or resumes) training into `dir` on the built-in environment `cfg.env`.
 pub fn train(
     cfg: &TrainConfig,
@@ -240,12 +261,20 @@ pub fn train_with_env(
     ensure_writable_dir(dir)?;
     let mut eval_env = env.box_clone();
 
-    let (mut agent, mut env_step, mut episodes, wall_offset, mut records) = if resume {
+    let (mut agent, mut env_step, mut episodes, wall_offset, mut records, episode) = if resume {
         let ck = Checkpoint::read(dir)?;
         let agent = make_agent(cfg, env.as_ref(), Some(&ck.agent))?;
-        (agent, ck.env_step, ck.episodes, ck.wall_s, ck.records)
+        (
+            agent,
+            ck.env_step,
+            ck.episodes,
+            ck.wall_s,
+            ck.records,
+            ck.episode,
+        )
     } else {
-        (make_agent(cfg, env.as_ref(), None)?, 0, 0, 0.0, Vec::new())
+        let agent = make_agent(cfg, env.as_ref(), None)?;
+        (agent, 0, 0, 0.0, Vec::new(), None)
     };
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     // The best evaluation so far. On resume it comes from the checkpoint's records; a fresh run
@@ -280,14 +309,33 @@ pub fn train_with_env(
     let mut obs = vec![0.0f32; env.obs_dim()];
     let mut next_obs = obs.clone();
     let mut act = vec![0.0f32; env.act_dim()];
-    // Episodes restart at resume: the env's mid-episode state is not part of a checkpoint.
-    env.reset(Some(seed_base.wrapping_add(episodes as u64)), &mut obs);
-    let (mut ep_ret, mut last_ep_ret, mut last_eval) = (0.0f64, f64::NAN, f64::NAN);
+    let episode_seed = |episodes: usize| Some(seed_base.wrapping_add(episodes as u64));
+    env.reset(episode_seed(episodes), &mut obs);
+    // The actions of the episode in progress, for the checkpoint (see `EpisodeInProgress`).
+    let mut ep_actions: Vec<f32> = Vec::new();
+    let mut ep_ret = 0.0f64;
+    if let Some(ep) = episode {
+        if replay_episode(env.as_mut(), &ep, &mut obs) {
+            (ep_actions, ep_ret) = (ep.actions, ep.ret);
+        } else {
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: replaying the checkpoint's episode in progress on {} did not \
+                     reach its last observation (a plant that is not deterministic given its \
+                     seed and actions?); the run continues with a new episode",
+                    cfg.env
+                )
+            });
+            env.reset(episode_seed(episodes), &mut obs);
+        }
+    }
+    let (mut last_ep_ret, mut last_eval) = (f64::NAN, f64::NAN);
     let mut rate_t0 = (Instant::now(), env_step);
 
     while env_step < cfg.steps {
         agent.explore(&obs, &mut act);
         let out = env.step(&act, &mut next_obs);
+        ep_actions.extend_from_slice(&act);
         // Only `terminated` is stored: past a time-limit truncation the critic bootstraps.
         agent.observe(&obs, &act, out.reward as f32, &next_obs, out.terminated);
         ep_ret += out.reward;
@@ -296,7 +344,8 @@ pub fn train_with_env(
             episodes += 1;
             last_ep_ret = ep_ret;
             ep_ret = 0.0;
-            env.reset(Some(seed_base.wrapping_add(episodes as u64)), &mut obs);
+            ep_actions.clear();
+            env.reset(episode_seed(episodes), &mut obs);
         } else {
             std::mem::swap(&mut obs, &mut next_obs);
         }
@@ -354,6 +403,11 @@ pub fn train_with_env(
                 wall_s: wall_offset + start.elapsed().as_secs_f64(),
                 records: records.clone(),
                 agent: agent.save()?,
+                episode: Some(EpisodeInProgress {
+                    actions: ep_actions.clone(),
+                    obs: obs.clone(),
+                    ret: ep_ret,
+                }),
             }
             .write(dir)?;
         }
@@ -387,4 +441,44 @@ pub fn train_with_env(
         final_eval,
         records,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay arrives at the stored observation, and refuses a record that does not match
+    /// (a different last observation, actions of the wrong width, an episode that would end).
+    #[test]
+    fn an_episode_replays_from_its_actions() {
+        let mut env = make_env("pendulum").unwrap();
+        let (mut obs, mut next) = (vec![0.0f32; 3], vec![0.0f32; 3]);
+        env.reset(Some(11), &mut obs);
+        let actions: Vec<f32> = (0..150).map(|i| ((i as f32) * 0.37).sin() * 2.0).collect();
+        for a in &actions {
+            env.step(std::slice::from_ref(a), &mut next);
+        }
+        let ep = EpisodeInProgress {
+            actions: actions.clone(),
+            obs: next.clone(),
+            ret: -1.0,
+        };
+        let replay = |ep: &EpisodeInProgress| {
+            let mut env = make_env("pendulum").unwrap();
+            let mut obs = vec![0.0f32; 3];
+            env.reset(Some(11), &mut obs);
+            (replay_episode(env.as_mut(), ep, &mut obs), obs)
+        };
+        assert_eq!(replay(&ep), (true, next.clone()));
+        let mut moved = ep.clone();
+        moved.obs[0] += 1e-6;
+        assert!(!replay(&moved).0);
+        let mut wide = ep.clone();
+        wide.obs.push(0.0);
+        assert!(!replay(&wide).0);
+        // Past Pendulum's 200-step limit the episode would have ended before the checkpoint.
+        let mut long = ep;
+        long.actions.extend(vec![0.0; 60]);
+        assert!(!replay(&long).0);
+    }
 }

@@ -73,6 +73,8 @@ pub trait Env: Send {
     /// The time limit: `step` sets `truncated` on the step that reaches it.
     fn max_episode_steps(&self) -> usize;
     /// Some(seed) reseeds the env's own RNG (gymnasium reset(seed=..)), None continues its stream.
+    /// `keel train --resume` rebuilds the episode in progress by a reset with its seed and the
+    /// same actions, so an env whose steps depend only on those resumes exactly.
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]);
     /// Applies the action (the env clips it itself like gymnasium), writes the next observation.
     /// Sets `truncated` when the time limit (max_episode_steps) is reached.

@@ -158,17 +158,18 @@ fn resume_a_checkpoint_from_before_a_new_key() {
     );
 }
 
-/// A run stopped at an episode boundary and resumed ends exactly as one run straight
-/// through (MBPO with spectral norm and the robust loss: its model optimizer, critics'
-/// power-iteration vectors and the robust loss's scale are checkpointed).
+/// A run stopped mid-episode and resumed ends exactly as one run straight through (MBPO with
+/// spectral norm and the robust loss: its model optimizer, critics' power-iteration vectors
+/// and the robust loss's scale are checkpointed, and the plant's episode in progress is
+/// replayed from its actions).
 #[test]
 fn an_mbpo_run_resumed_ends_as_one_run() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("mbpo.toml");
     std::fs::write(
         &cfg,
-        "env = \"pendulum\"\nsteps = 600\neval_every = 200\neval_episodes = 2\n\
-         checkpoint_every = 200\n[sac]\nactor_hidden = [16]\ncritic_hidden = [16, 16]\n\
+        "env = \"pendulum\"\nsteps = 600\neval_every = 100\neval_episodes = 2\n\
+         checkpoint_every = 100\n[sac]\nactor_hidden = [16]\ncritic_hidden = [16, 16]\n\
          batch_size = 32\n[mbpo]\ninit_steps = 200\nretrain_every = 100\n\
          updates_per_step = 2\nrollouts_per_step = 20\n[mbpo.model]\nhidden = [16]\n\
          weight_decay = [1e-5]\n",
@@ -183,7 +184,8 @@ fn an_mbpo_run_resumed_ends_as_one_run() {
         assert!(o.status.success(), "{}", stderr(&o));
     };
     train(&one, &["--config", c]);
-    train(&two, &["--config", c, "--steps", "400"]);
+    // Pendulum's episodes are 200 steps: 300 is halfway through the second.
+    train(&two, &["--config", c, "--steps", "300"]);
     train(&two, &["--resume", "--steps", "600"]);
     // Every column but the wall-clock ones.
     let metrics = |dir: &Path| -> Vec<String> {
@@ -203,6 +205,6 @@ fn an_mbpo_run_resumed_ends_as_one_run() {
     };
     // Evaluations of the deployed policy, losses, Lipschitz estimates, model errors.
     let m = metrics(&one);
-    assert_eq!(m.len(), 4, "{m:?}");
+    assert_eq!(m.len(), 7, "{m:?}");
     assert_eq!(m, metrics(&two));
 }
