@@ -322,7 +322,12 @@ mod tests {
     /// Pendulum MBPO at toy scale: refits every 10 steps from step 20, 2 rollouts a step every
     /// 5 steps, an 8-unit model.
     fn tiny_pendulum() -> TrainConfig {
-        let mut cfg = TrainConfig::for_env("pendulum");
+        tiny("pendulum")
+    }
+
+    /// `env`'s defaults with [`tiny_pendulum`]'s toy-scale model loop.
+    fn tiny(env: &str) -> TrainConfig {
+        let mut cfg = TrainConfig::for_env(env);
         cfg.mbpo.init_steps = 20;
         cfg.mbpo.retrain_every = 10;
         cfg.mbpo.rollout_every = 5;
@@ -415,19 +420,13 @@ mod tests {
     /// on real rows. Saved just before the switch and continued across it.
     #[test]
     fn a_restored_fishery3_agent_continues_exactly() {
-        let mut cfg = TrainConfig::for_env("fishery3");
+        let mut cfg = tiny("fishery3");
         cfg.sac.actor_hidden = vec![8];
         cfg.sac.critic_hidden = vec![8, 8];
         cfg.sac.batch_size = 16;
         cfg.sac.learning_starts = 10;
         (cfg.sac.lr_decay_from, cfg.sac.lr_decay_to) = (20, 80);
-        cfg.mbpo.init_steps = 20;
-        cfg.mbpo.retrain_every = 10;
-        cfg.mbpo.rollout_every = 5;
-        cfg.mbpo.rollouts_per_step = 2;
         cfg.mbpo.updates_per_step = 2;
-        cfg.mbpo.model.hidden = vec![8];
-        cfg.mbpo.model.weight_decay = vec![1e-4];
         cfg.mbpo.model.max_epochs = 3;
         cfg.mbpo.real_ratio_final = Some(1.0);
         (cfg.mbpo.real_ratio_from, cfg.mbpo.real_ratio_to) = (45, 45);
