@@ -112,11 +112,7 @@ impl Agent for Sac {
 
     fn stats(&mut self) -> Vec<(String, f64)> {
         let mut stats = self.learner.stats();
-        stats.extend(lipschitz_stats(
-            &mut self.learner,
-            &self.buffer,
-            &mut self.rng,
-        ));
+        stats.extend(lipschitz_stats(&mut self.learner, &self.buffer));
         stats
     }
 
@@ -131,12 +127,15 @@ impl Agent for Sac {
     }
 }
 
+/// Seeds the Lipschitz measurement's sample (see [`lipschitz_stats`]).
+const MEASURE_SEED: u64 = 0x4C49_5053_4348_4954;
+
 /// Lipschitz measurements of the critic on states (and actions) sampled from `buffer`.
-pub fn lipschitz_stats(
-    learner: &mut SacLearner,
-    buffer: &ReplayBuffer,
-    rng: &mut Pcg64,
-) -> Vec<(String, f64)> {
+///
+/// The sample is drawn with a generator of its own, seeded by the buffer's length: a
+/// measurement must not move the training's random stream, or a run evaluated at one more step
+/// (a resumed run's first leg ends with an evaluation) would train differently.
+pub fn lipschitz_stats(learner: &mut SacLearner, buffer: &ReplayBuffer) -> Vec<(String, f64)> {
     let n = learner.lip.measure_states.min(buffer.len());
     if n == 0 {
         return vec![
@@ -146,7 +145,8 @@ pub fn lipschitz_stats(
         ];
     }
     let mut b = Batch::new(n, buffer.obs_dim(), buffer.act_dim());
-    buffer.sample_into(rng, &mut b, 0..n);
+    let mut rng = Pcg64::seed_from_u64(MEASURE_SEED ^ buffer.len() as u64);
+    buffer.sample_into(&mut rng, &mut b, 0..n);
     let (max, mean, bound) = learner.measure_lipschitz(&b.obs, &b.act, n);
     vec![
         ("lip_grad_max".into(), max),
