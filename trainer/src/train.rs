@@ -205,8 +205,8 @@ fn replay_episode(env: &mut dyn Env, ep: &EpisodeInProgress, obs: &mut [f32]) ->
     if !ep.actions.len().is_multiple_of(act_dim) || ep.obs.len() != obs.len() {
         return false;
     }
+    let mut next = vec![0.0f32; obs.len()];
     for act in ep.actions.chunks_exact(act_dim) {
-        let mut next = vec![0.0f32; obs.len()];
         let out = env.step(act, &mut next);
         if out.terminated || out.truncated {
             return false;
