@@ -73,8 +73,6 @@ pub struct EpisodeInProgress {
     pub actions: Vec<f32>,
     /// The observation after the last of them: what the replay must arrive at.
     pub obs: Vec<f32>,
-    /// The episode's return so far.
-    pub ret: f64,
 }
 
 /// Format 2 after [`MAGIC`].
@@ -299,7 +297,6 @@ mod tests {
             episode: Some(EpisodeInProgress {
                 actions: vec![0.5, -0.25],
                 obs: vec![1.0, 2.0, 3.0],
-                ret: -7.5,
             }),
         }
     }

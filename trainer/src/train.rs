@@ -197,25 +197,29 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
     Ok(())
 }
 
-/// Steps `env`, freshly reset with the episode's seed, through the checkpoint's actions; true
-/// when it arrives at the stored observation with the episode still running, so the run goes
-/// on exactly as it would have straight through.
-fn replay_episode(env: &mut dyn Env, ep: &EpisodeInProgress, obs: &mut [f32]) -> bool {
+/// Steps `env`, freshly reset with the episode's seed, through the checkpoint's actions. The
+/// episode's return so far when it arrives at the stored observation with the episode still
+/// running, so the run goes on exactly as it would have straight through; `None` otherwise.
+fn replay_episode(env: &mut dyn Env, ep: &EpisodeInProgress, obs: &mut [f32]) -> Option<f64> {
     let act_dim = env.act_dim().max(1);
     if !ep.actions.len().is_multiple_of(act_dim) || ep.obs.len() != obs.len() {
-        return false;
+        return None;
     }
     let mut next = vec![0.0f32; obs.len()];
+    let mut ret = 0.0;
     for act in ep.actions.chunks_exact(act_dim) {
         let out = env.step(act, &mut next);
         if out.terminated || out.truncated {
-            return false;
+            return None;
         }
+        ret += out.reward;
         obs.copy_from_slice(&next);
     }
-    obs.iter()
+    let arrived = obs
+        .iter()
         .zip(&ep.obs)
-        .all(|(a, b)| a.to_bits() == b.to_bits())
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    arrived.then_some(ret)
 }
 
 /// Runs (or resumes) training into `dir` on the built-in environment `cfg.env`.
@@ -315,8 +319,8 @@ pub fn train_with_env(
     let mut ep_actions: Vec<f32> = Vec::new();
     let mut ep_ret = 0.0f64;
     if let Some(ep) = episode {
-        if replay_episode(env.as_mut(), &ep, &mut obs) {
-            (ep_actions, ep_ret) = (ep.actions, ep.ret);
+        if let Some(ret) = replay_episode(env.as_mut(), &ep, &mut obs) {
+            (ep_actions, ep_ret) = (ep.actions, ret);
         } else {
             bar.suspend(|| {
                 eprintln!(
@@ -406,7 +410,6 @@ pub fn train_with_env(
                 episode: Some(EpisodeInProgress {
                     actions: ep_actions.clone(),
                     obs: obs.clone(),
-                    ret: ep_ret,
                 }),
             }
             .write(dir)?;
@@ -455,13 +458,13 @@ mod tests {
         let (mut obs, mut next) = (vec![0.0f32; 3], vec![0.0f32; 3]);
         env.reset(Some(11), &mut obs);
         let actions: Vec<f32> = (0..150).map(|i| ((i as f32) * 0.37).sin() * 2.0).collect();
+        let mut ret = 0.0;
         for a in &actions {
-            env.step(std::slice::from_ref(a), &mut next);
+            ret += env.step(std::slice::from_ref(a), &mut next).reward;
         }
         let ep = EpisodeInProgress {
             actions: actions.clone(),
             obs: next.clone(),
-            ret: -1.0,
         };
         let replay = |ep: &EpisodeInProgress| {
             let mut env = make_env("pendulum").unwrap();
@@ -469,16 +472,16 @@ mod tests {
             env.reset(Some(11), &mut obs);
             (replay_episode(env.as_mut(), ep, &mut obs), obs)
         };
-        assert_eq!(replay(&ep), (true, next.clone()));
+        assert_eq!(replay(&ep), (Some(ret), next.clone()));
         let mut moved = ep.clone();
         moved.obs[0] += 1e-6;
-        assert!(!replay(&moved).0);
+        assert_eq!(replay(&moved).0, None);
         let mut wide = ep.clone();
         wide.obs.push(0.0);
-        assert!(!replay(&wide).0);
+        assert_eq!(replay(&wide).0, None);
         // Past Pendulum's 200-step limit the episode would have ended before the checkpoint.
         let mut long = ep;
         long.actions.extend(vec![0.0; 60]);
-        assert!(!replay(&long).0);
+        assert_eq!(replay(&long).0, None);
     }
 }
