@@ -164,14 +164,14 @@ mod tests {
         assert!(e.contains("max_alfa"), "{e}");
         // The averaging window may change; the average may not appear or vanish.
         let longer = fishery3()
-            .retuned("[sac]\npolicy_average = 2e-5\n")
+            .retuned("[sac]\npolicy_average = 5e-6\n")
             .unwrap();
-        assert_eq!(longer.sac.policy_average, 2e-5);
+        assert_eq!(longer.sac.policy_average, 5e-6);
         let e = fishery3()
             .retuned("[sac]\npolicy_average = 0.0\n")
             .unwrap_err();
         assert!(
-            e.contains("`sac.policy_average`") && e.contains("0.000005"),
+            e.contains("`sac.policy_average`") && e.contains("0.00002"),
             "{e}"
         );
         let pendulum = TrainConfig::for_env("pendulum");
