@@ -261,6 +261,11 @@ impl TrainConfig {
                 "sac.policy_average must be in [0, 1]",
             ),
             (
+                s.policy_average_final_scale > 0.0
+                    && s.policy_average * s.policy_average_final_scale <= 1.0,
+                "sac.policy_average_final_scale must be > 0 and keep the weight at most 1",
+            ),
+            (
                 (0.0..=1.0).contains(&s.lr_final_scale),
                 "sac.lr_final_scale must be in [0, 1]",
             ),

@@ -31,6 +31,8 @@ const RETUNABLE: &[&str] = &[
     "sac.lr_decay_from",
     "sac.lr_decay_to",
     "sac.policy_average",
+    "sac.policy_average_final_scale",
+    "sac.policy_average_from",
     "lipschitz.robust",
     "lipschitz.attack",
     "lipschitz.pgd_steps",

@@ -57,6 +57,12 @@ pub struct SacConfig {
     /// actor by about 1 / w updates and smooths its swings between evaluations. 0 deploys the
     /// online actor itself. Exploration and model rollouts always use the online actor.
     pub policy_average: f32,
+    /// After env step `policy_average_from`, each update weighs `policy_average` times this in
+    /// the average (a switch, not a ramp, at the same step as a real-ratio switch with
+    /// `real_ratio_from = real_ratio_to`): below 1 the window grows from then on, without having
+    /// averaged over the earlier, faster-changing actors that long. 1 keeps one weight.
+    pub policy_average_final_scale: f32,
+    pub policy_average_from: usize,
     /// The actor's and critics' learning rates fall linearly from `actor_lr` / `critic_lr` at
     /// env step `lr_decay_from` to `lr_final_scale` times those at `lr_decay_to`, and stay there
     /// (the temperature keeps `alpha_lr`). 1 keeps them constant. Smaller late steps let the
@@ -88,6 +94,8 @@ impl Default for SacConfig {
             max_grad_norm: None,
             noise_correlation: 0.0,
             policy_average: 0.0,
+            policy_average_final_scale: 1.0,
+            policy_average_from: 0,
             lr_final_scale: 1.0,
             lr_decay_from: 0,
             lr_decay_to: 0,
@@ -105,6 +113,16 @@ impl SacConfig {
     pub fn lr_scale_at(&self, env_step: usize) -> f32 {
         let f = ramp(env_step, self.lr_decay_from, self.lr_decay_to);
         1.0 + f * (self.lr_final_scale - 1.0)
+    }
+
+    /// The weight of one actor update in the deployed average at `env_step` (see
+    /// `policy_average_final_scale`).
+    pub fn policy_average_at(&self, env_step: usize) -> f32 {
+        if env_step > self.policy_average_from {
+            self.policy_average * self.policy_average_final_scale
+        } else {
+            self.policy_average
+        }
     }
 
     /// Defaults for one environment.

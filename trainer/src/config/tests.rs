@@ -169,6 +169,31 @@ fn errors_name_field_and_line() {
         let e = TrainConfig::from_toml(&toml, None, None).unwrap_err();
         assert!(e.contains("sac.lr_final_scale"), "{bad}: {e}");
     }
+    for bad in ["0.0", "-1.0", "nan", "100001.0"] {
+        let toml = format!("[sac]\npolicy_average = 1e-5\npolicy_average_final_scale = {bad}\n");
+        let e = TrainConfig::from_toml(&toml, None, None).unwrap_err();
+        assert!(e.contains("sac.policy_average_final_scale"), "{bad}: {e}");
+    }
+}
+
+/// The deployed average's weight: one value by default; with a final scale, the scaled value
+/// from the step after `policy_average_from` (where a real-ratio switch at that step lands).
+#[test]
+fn policy_average_switches_after_its_step() {
+    let cfg = TrainConfig::for_env("fishery3").sac;
+    assert!([0, 60_000, 1_000_000]
+        .iter()
+        .all(|&k| cfg.policy_average_at(k) == cfg.policy_average));
+    let cfg = TrainConfig::from_toml(
+        "[sac]\npolicy_average = 2e-5\npolicy_average_final_scale = 0.25\npolicy_average_from = 60000\n",
+        None,
+        None,
+    )
+    .unwrap()
+    .sac;
+    for (step, w) in [(0, 2e-5), (60_000, 2e-5), (60_001, 5e-6), (120_000, 5e-6)] {
+        assert!((cfg.policy_average_at(step) - w).abs() < 1e-12, "{step}");
+    }
 }
 
 /// The learning-rate factor: constant by default; otherwise 1 up to `lr_decay_from`, linear to

@@ -408,7 +408,7 @@ mod tests {
         cfg.sac.critic_hidden = vec![8, 8];
         cfg.sac.batch_size = 16;
         // Past the first refits, mid-interval (step 37: neither a refit nor a rollout is due).
-        assert_continues_exactly(&cfg, "pendulum", 37, 30);
+        assert_continues_exactly(&cfg, [&cfg, &cfg], "pendulum", 37, 30);
     }
 
     /// fishery3's default switches on features the Pendulum case leaves off: a deployed policy
@@ -416,6 +416,27 @@ mod tests {
     /// on real rows. Saved just before the switch and continued across it.
     #[test]
     fn a_restored_fishery3_agent_continues_exactly() {
+        let cfg = tiny_fishery3();
+        assert!(cfg.sac.policy_average > 0.0 && cfg.sac.lr_final_scale < 1.0);
+        assert_continues_exactly(&cfg, [&cfg, &cfg], "fishery3", 42, 30);
+    }
+
+    /// A run whose average's weight falls after step 42 deploys exactly what a run stopped at 42
+    /// and continued with the smaller `policy_average` does (`keel train --resume --config`).
+    #[test]
+    fn a_scheduled_average_equals_retuning_it_at_the_switch() {
+        let plain = tiny_fishery3();
+        let mut retuned = plain.clone();
+        retuned.sac.policy_average *= 0.25;
+        let mut scheduled = plain.clone();
+        (
+            scheduled.sac.policy_average_final_scale,
+            scheduled.sac.policy_average_from,
+        ) = (0.25, 42);
+        assert_continues_exactly(&scheduled, [&plain, &retuned], "fishery3", 42, 30);
+    }
+
+    fn tiny_fishery3() -> TrainConfig {
         let mut cfg = tiny("fishery3");
         cfg.sac.actor_hidden = vec![8];
         cfg.sac.critic_hidden = vec![8, 8];
@@ -427,16 +448,24 @@ mod tests {
         cfg.mbpo.real_ratio_final = Some(1.0);
         (cfg.mbpo.real_ratio_from, cfg.mbpo.real_ratio_to) = (45, 45);
         cfg.lipschitz.robust_on_real = true;
-        assert!(cfg.sac.policy_average > 0.0 && cfg.sac.lr_final_scale < 1.0);
-        assert_continues_exactly(&cfg, "fishery3", 42, 30);
+        cfg
     }
 
-    /// Drives an agent `before` steps, restores a copy from its saved bytes, drives both
-    /// `after` more steps on the same transitions, and requires equal actions and equal state.
-    fn assert_continues_exactly(cfg: &TrainConfig, env_name: &str, before: usize, after: usize) {
+    /// Drives an agent with `cfg` `before + after` steps straight through and, on the same
+    /// transitions, a run in two legs: `before` steps with `legs[0]`, saved, restored with
+    /// `legs[1]` (the settings a resumed run continues with) and driven `after` more. Requires
+    /// equal actions throughout, and equal state and deployed policies at the end.
+    fn assert_continues_exactly(
+        cfg: &TrainConfig,
+        legs: [&TrainConfig; 2],
+        env_name: &str,
+        before: usize,
+        after: usize,
+    ) {
         let template = make_env(env_name).unwrap();
         let mut env = template.box_clone();
         let mut agent = Mbpo::new(cfg, template.as_ref()).unwrap();
+        let mut first_leg = Mbpo::new(legs[0], template.as_ref()).unwrap();
         let mut obs = vec![0.0; template.obs_dim()];
         let mut next = obs.clone();
         let mut act = vec![0.0; template.act_dim()];
@@ -462,9 +491,9 @@ mod tests {
                 }
             }
         };
-        drive(&mut [&mut agent], before);
-        let saved = agent.save().unwrap();
-        let mut restored = Mbpo::load(&saved, cfg, template.as_ref()).unwrap();
+        drive(&mut [&mut agent, &mut first_leg], before);
+        let saved = first_leg.save().unwrap();
+        let mut restored = Mbpo::load(&saved, legs[1], template.as_ref()).unwrap();
         assert_eq!(
             restored.save().unwrap(),
             saved,

@@ -97,6 +97,8 @@ pub struct SacLearner {
     pub(super) lip: LipschitzConfig,
     /// The robust term's weight at the current env step (see [`Self::set_env_step`]).
     lambda: f32,
+    /// One update's weight in the deployed average at the current env step.
+    avg_weight: f32,
     /// Per-dimension std of the real states: the robust perturbation's scale.
     pub(super) state_std: Vec<f32>,
     /// One robust-term scratch per critic (the twin critics' steps may run in parallel).
@@ -209,6 +211,7 @@ impl SacLearner {
             cfg: cfg.clone(),
             lip: lip.clone(),
             lambda: lip.lambda_at(0),
+            avg_weight: cfg.policy_average_at(0),
             state_std: vec![1.0; obs_dim],
             robust: [
                 RobustScratch::new(&q[0], b, obs_dim, act_dim),
@@ -385,10 +388,11 @@ impl SacLearner {
         self.state_std.copy_from_slice(std);
     }
 
-    /// Tells the learner how many env steps have been taken (the schedules of the robust weight
-    /// and of the learning rates).
+    /// Tells the learner how many env steps have been taken (the schedules of the robust weight,
+    /// the learning rates and the deployed average's weight).
     pub fn set_env_step(&mut self, env_step: usize) {
         self.lambda = self.lip.lambda_at(env_step);
+        self.avg_weight = self.cfg.policy_average_at(env_step);
         let scale = self.cfg.lr_scale_at(env_step);
         self.actor_opt.set_lr(self.cfg.actor_lr * scale);
         for opt in &mut self.q_opt {

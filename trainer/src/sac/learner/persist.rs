@@ -39,7 +39,7 @@ impl SacLearner {
     /// Moves the deployed average one step towards the actor just updated.
     pub(super) fn average_actor(&mut self) {
         if let Some(avg) = &mut self.actor_avg {
-            avg.polyak_from(&self.actor, self.cfg.policy_average);
+            avg.polyak_from(&self.actor, self.avg_weight);
         }
     }
 

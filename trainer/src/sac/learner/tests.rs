@@ -155,6 +155,52 @@ fn exported_policy_is_the_running_average_of_the_actor() {
     assert_eq!(learner.actor_layers(&mixed), averaged);
 }
 
+/// With `policy_average_final_scale` the average's weight switches after `policy_average_from`:
+/// the update at that env step still mixes with w, the next one with w times the scale.
+#[test]
+fn the_average_weight_switches_after_its_step() {
+    let (od, ad, b, w) = (3, 1, 16, 0.25);
+    let sac = SacConfig {
+        batch_size: b,
+        actor_hidden: vec![8],
+        critic_hidden: vec![16],
+        policy_average: w,
+        policy_average_final_scale: 0.5,
+        policy_average_from: 10,
+        ..SacConfig::default()
+    };
+    let mut rng = Pcg64::seed_from_u64(13);
+    let lip = LipschitzConfig::default();
+    let mut learner = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
+    let mut batch = Batch::new(b, od, ad);
+    for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
+        *x = rng.random_range(-1.0..1.0);
+    }
+    for a in &mut batch.act {
+        *a = rng.random_range(-2.0..2.0);
+    }
+    batch.rew.fill(1.0);
+    let mix = |p: &[f32], a: &[f32], w: f32| -> Vec<f32> {
+        p.iter()
+            .zip(a)
+            .map(|(p, a)| w * a + (1.0 - w) * p)
+            .collect()
+    };
+    let p0 = learner.actor.params().into_owned();
+    learner.set_env_step(10);
+    learner.update(&batch, &mut rng, 0..0);
+    let p1 = learner.actor.params().into_owned();
+    let avg1 = mix(&p0, &p1, w);
+    assert_eq!(learner.policy_spec().actor, learner.actor_layers(&avg1));
+    learner.set_env_step(11);
+    learner.update(&batch, &mut rng, 0..0);
+    let p2 = learner.actor.params().into_owned();
+    assert_ne!(p1, p2, "the update must move the actor");
+    let avg2 = mix(&avg1, &p2, 0.5 * w);
+    assert_eq!(learner.policy_spec().actor, learner.actor_layers(&avg2));
+    assert_ne!(avg2, mix(&avg1, &p2, w));
+}
+
 /// `lr_final_scale` scales the actor's and critics' steps once the schedule has reached it: the
 /// first Adam step is lr times about sign(g), so the same update moves every weight by half as
 /// much at 0.5, while the temperature (its own rate) moves as before.
