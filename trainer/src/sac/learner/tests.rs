@@ -111,21 +111,18 @@ fn measured_slope_matches_finite_differences() {
     }
 }
 
-/// With `policy_average` = w the exported policy is w p1 + (1 - w) p0 after one update from p0 to
-/// p1, not the online actor, and it survives a checkpoint.
-#[test]
-fn exported_policy_is_the_running_average_of_the_actor() {
-    let (od, ad, b, w) = (3, 1, 16, 0.25);
-    let sac = SacConfig {
+/// A learner's config small enough for exact checks: an 8-wide actor, 16-wide critics.
+fn small_sac(b: usize) -> SacConfig {
+    SacConfig {
         batch_size: b,
         actor_hidden: vec![8],
         critic_hidden: vec![16],
-        policy_average: w,
         ..SacConfig::default()
-    };
-    let lip = LipschitzConfig::default();
-    let mut rng = Pcg64::seed_from_u64(11);
-    let mut learner = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
+    }
+}
+
+/// A batch of states in [-1, 1], actions in the box [-2, 2] and rewards 1, no terminals.
+fn random_batch(b: usize, od: usize, ad: usize, rng: &mut Pcg64) -> Batch {
     let mut batch = Batch::new(b, od, ad);
     for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
         *x = rng.random_range(-1.0..1.0);
@@ -134,6 +131,22 @@ fn exported_policy_is_the_running_average_of_the_actor() {
         *a = rng.random_range(-2.0..2.0);
     }
     batch.rew.fill(1.0);
+    batch
+}
+
+/// With `policy_average` = w the exported policy is w p1 + (1 - w) p0 after one update from p0 to
+/// p1, not the online actor, and it survives a checkpoint.
+#[test]
+fn exported_policy_is_the_running_average_of_the_actor() {
+    let (od, ad, b, w) = (3, 1, 16, 0.25);
+    let sac = SacConfig {
+        policy_average: w,
+        ..small_sac(b)
+    };
+    let lip = LipschitzConfig::default();
+    let mut rng = Pcg64::seed_from_u64(11);
+    let mut learner = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
+    let batch = random_batch(b, od, ad, &mut rng);
     let p0 = learner.actor.params().into_owned();
     learner.update(&batch, &mut rng, 0..0);
     let p1 = learner.actor.params().into_owned();
@@ -161,25 +174,15 @@ fn exported_policy_is_the_running_average_of_the_actor() {
 fn the_average_weight_switches_after_its_step() {
     let (od, ad, b, w) = (3, 1, 16, 0.25);
     let sac = SacConfig {
-        batch_size: b,
-        actor_hidden: vec![8],
-        critic_hidden: vec![16],
         policy_average: w,
         policy_average_final_scale: 0.5,
         policy_average_from: 10,
-        ..SacConfig::default()
+        ..small_sac(b)
     };
     let mut rng = Pcg64::seed_from_u64(13);
     let lip = LipschitzConfig::default();
     let mut learner = SacLearner::new(&sac, &lip, od, &[-2.0], &[2.0], &mut rng);
-    let mut batch = Batch::new(b, od, ad);
-    for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
-        *x = rng.random_range(-1.0..1.0);
-    }
-    for a in &mut batch.act {
-        *a = rng.random_range(-2.0..2.0);
-    }
-    batch.rew.fill(1.0);
+    let batch = random_batch(b, od, ad, &mut rng);
     let mix = |p: &[f32], a: &[f32], w: f32| -> Vec<f32> {
         p.iter()
             .zip(a)
@@ -209,13 +212,10 @@ fn learning_rate_schedule_scales_the_networks_steps() {
     let (od, ad, b) = (3, 1, 16);
     let step = |scale: f32| {
         let sac = SacConfig {
-            batch_size: b,
-            actor_hidden: vec![8],
-            critic_hidden: vec![16],
             lr_final_scale: scale,
             lr_decay_from: 10,
             lr_decay_to: 20,
-            ..SacConfig::default()
+            ..small_sac(b)
         };
         let mut rng = Pcg64::seed_from_u64(3);
         let mut learner = SacLearner::new(
@@ -227,14 +227,7 @@ fn learning_rate_schedule_scales_the_networks_steps() {
             &mut rng,
         );
         learner.set_env_step(25);
-        let mut batch = Batch::new(b, od, ad);
-        for x in batch.obs.iter_mut().chain(&mut batch.next_obs) {
-            *x = rng.random_range(-1.0..1.0);
-        }
-        for a in &mut batch.act {
-            *a = rng.random_range(-2.0..2.0);
-        }
-        batch.rew.fill(1.0);
+        let batch = random_batch(b, od, ad, &mut rng);
         let before = [
             learner.actor.params().into_owned(),
             learner.q[0].params().into_owned(),
