@@ -140,7 +140,8 @@ impl Checkpoint {
 /// Format 1, frozen: the layout of checkpoints written up to Keel's session 24. Its config
 /// is positional, so this module copies the config structs whose fields have changed since
 /// (`MbpoConfig`: `real_ratio_final/_from/_to` came after; `LipschitzConfig`: `robust_on_real`
-/// came in session 27); the others are still the same and are reused. Change nothing here
+/// came in session 27; `SacConfig`: `policy_average_final_scale/_from` in session 30); the
+/// others are still the same and are reused. Change nothing here
 /// except to freeze another struct that changes.
 mod v1 {
     use serde::Deserialize;
@@ -149,6 +150,30 @@ mod v1 {
         Algo, Attack, Device, LipschitzConfig, Matmul, MbpoConfig, RobustForm, SacConfig,
         TrainConfig,
     };
+
+    #[derive(Deserialize)]
+    struct SacV1 {
+        gamma: f32,
+        tau: f32,
+        actor_lr: f32,
+        critic_lr: f32,
+        alpha_lr: f32,
+        init_alpha: f32,
+        max_alpha: Option<f32>,
+        target_entropy: Option<f32>,
+        batch_size: usize,
+        buffer_size: usize,
+        learning_starts: usize,
+        updates_per_step: usize,
+        actor_hidden: Vec<usize>,
+        critic_hidden: Vec<usize>,
+        max_grad_norm: Option<f32>,
+        noise_correlation: f32,
+        policy_average: f32,
+        lr_final_scale: f32,
+        lr_decay_from: usize,
+        lr_decay_to: usize,
+    }
     use crate::metrics::EvalRecord;
     use crate::model::ModelConfig;
 
@@ -197,7 +222,7 @@ mod v1 {
         checkpoint_every: usize,
         device: Device,
         matmul: Matmul,
-        sac: SacConfig,
+        sac: SacV1,
         lipschitz: LipschitzV1,
         mbpo: MbpoV1,
     }
@@ -215,6 +240,31 @@ mod v1 {
     pub(super) fn decode(bytes: &[u8]) -> Result<super::Checkpoint, String> {
         let c: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
         let old = c.config;
+        let s = old.sac;
+        let sac = SacConfig {
+            gamma: s.gamma,
+            tau: s.tau,
+            actor_lr: s.actor_lr,
+            critic_lr: s.critic_lr,
+            alpha_lr: s.alpha_lr,
+            init_alpha: s.init_alpha,
+            max_alpha: s.max_alpha,
+            target_entropy: s.target_entropy,
+            batch_size: s.batch_size,
+            buffer_size: s.buffer_size,
+            learning_starts: s.learning_starts,
+            updates_per_step: s.updates_per_step,
+            actor_hidden: s.actor_hidden,
+            critic_hidden: s.critic_hidden,
+            max_grad_norm: s.max_grad_norm,
+            noise_correlation: s.noise_correlation,
+            policy_average: s.policy_average,
+            policy_average_final_scale: 1.0,
+            policy_average_from: 0,
+            lr_final_scale: s.lr_final_scale,
+            lr_decay_from: s.lr_decay_from,
+            lr_decay_to: s.lr_decay_to,
+        };
         let l = old.lipschitz;
         let lipschitz = LipschitzConfig {
             spectral_norm: l.spectral_norm,
@@ -261,7 +311,7 @@ mod v1 {
             checkpoint_every: old.checkpoint_every,
             device: old.device,
             matmul: old.matmul,
-            sac: old.sac,
+            sac,
             lipschitz,
             mbpo,
         };
