@@ -126,9 +126,10 @@ impl TrainConfig {
                 // 66.15 +- 2.79 for the online actor of the same runs, the weakest 65.28 against
                 // 62.17 (docs/benchmarks.md, session 14). A window four times as long (5e-6),
                 // on the same trainings, evaluates 2.9 lower over the model phase and ends
-                // no higher at 120,000 steps (session 30); lengthening it only after the switch
-                // to real batches (`policy_average_final_scale`) deploys nearly the same final weights
-                // as 5e-6 throughout. SAC's one update per step would need its own weight.
+                // 0.47 lower at 120,000 steps (session 30); lengthening it only after the
+                // switch to real batches (`policy_average_final_scale`) deploys nearly the
+                // same final weights as 5e-6 throughout. SAC's one update per step would need
+                // its own weight.
                 sac.policy_average = 2e-5;
                 // Keep the temperature at or below 0.1. fishery3's actions live in a box of
                 // width 1, where no policy's entropy exceeds 0, so the entropy bonus is a
