@@ -300,6 +300,7 @@ mod v1 {
             real_ratio_from: 0,
             real_ratio_to: 0,
             updates_per_step: m.updates_per_step,
+            select_episodes: 0,
         };
         let config = TrainConfig {
             env: old.env,

@@ -21,7 +21,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a controller; writes config.toml, metrics.csv, curve.svg, checkpoints, policy.keel
-    /// (the final policy) and policy_best.keel (the best evaluated one).
+    /// (the final policy), policy_best.keel (the best evaluated one) and every evaluated policy
+    /// in policies/ (with mbpo.select_episodes > 0 also the model's choice among them,
+    /// policy_selected.keel).
     Train(TrainArgs),
     /// Evaluate a policy file on an environment.
     Eval {
@@ -44,6 +46,15 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Score an MBPO run's evaluated policies (DIR/policies) in its dynamics model, with no env
+    /// steps; writes the best to policy_selected.keel and every score to model_select.csv.
+    Select {
+        /// The run directory (`keel train --out DIR`).
+        dir: PathBuf,
+        /// Model episodes per policy (default: the run's mbpo.select_episodes, else 500).
+        #[arg(long)]
+        episodes: Option<usize>,
     },
     /// Show a policy file's header, dimensions, sizes and checksum status.
     Inspect {
@@ -265,6 +276,17 @@ pub fn run(cli: Cli) -> Result<(), KeelError> {
             let blob = crate::train::export_from_dir(&dir)?;
             write_atomic(&out, &blob)?;
             println!("wrote {} ({} bytes)", out.display(), blob.len());
+            Ok(())
+        }
+        Command::Select { dir, episodes } => {
+            let c = crate::train::select_in_dir(&dir, episodes)?;
+            println!(
+                "selected: {} (model return {:.2} at env step {}; all scores in {})",
+                dir.join(crate::train::SELECTED_POLICY).display(),
+                c.model_return,
+                c.env_step,
+                dir.join(crate::train::MODEL_SELECT_CSV).display()
+            );
             Ok(())
         }
         Command::Inspect { policy, json } => {

@@ -15,6 +15,7 @@ pub mod mbpo;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod policy_choice;
 pub mod replay;
 pub mod sac;
 pub mod train;

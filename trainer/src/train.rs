@@ -5,16 +5,19 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use keel_runtime::encode::{encode, PolicySpec};
+use keel_runtime::Policy;
 
 use crate::checkpoint::{Checkpoint, EpisodeInProgress};
 use crate::cli::TrainArgs;
 use crate::config::{Algo, Device, Matmul, TrainConfig};
 use crate::env::{make_env, Env};
 use crate::error::KeelError;
-use crate::eval::{evaluate, load_policy, EvalSummary};
+use crate::eval::{evaluate, load_policy, EvalSummary, HOST_CAPACITY};
 use crate::io::{ensure_writable_dir, write_atomic};
-use crate::mbpo::Mbpo;
+use crate::mbpo::{Mbpo, ModelReturn};
 use crate::metrics::{self, EvalRecord};
+use crate::policy_choice::select_by_model;
+pub use crate::policy_choice::{select_in_dir, ModelChoice, MODEL_SELECT_CSV, SELECTED_POLICY};
 use crate::sac::Sac;
 
 /// What every learning algorithm offers the loop.
@@ -36,10 +39,20 @@ pub trait Agent {
     fn stats(&mut self) -> Vec<(String, f64)>;
     /// Serialized state (networks, optimizers, buffers, RNG) for checkpoints.
     fn save(&self) -> Result<Vec<u8>, KeelError>;
+    /// The dynamics model's estimate of `policy`'s episode return ([`crate::mbpo::model_return`]);
+    /// `None` for an agent without a trained model.
+    fn model_return(
+        &mut self,
+        _policy: &Policy<'_, HOST_CAPACITY>,
+        _episodes: usize,
+        _seed: u64,
+    ) -> Result<Option<ModelReturn>, KeelError> {
+        Ok(None)
+    }
 }
 
 /// Builds the agent a config asks for, fresh or from a checkpoint's agent state.
-fn make_agent(
+pub(crate) fn make_agent(
     cfg: &TrainConfig,
     env: &dyn Env,
     state: Option<&[u8]>,
@@ -61,6 +74,16 @@ fn make_agent(
 /// `policy.keel`: on plants where late training can drift (fishery3), the best evaluated policy
 /// is what a user wants to deploy.
 pub const BEST_POLICY: &str = "policy_best.keel";
+
+/// Every evaluated policy, as `step_NNNNNNN.keel` (about 18 KB each for fishery3's 60): the
+/// candidates the dynamics model chooses among at the end of an MBPO run, without env steps.
+pub const POLICIES_DIR: &str = "policies";
+
+/// The file of the policy evaluated at `env_step` in [`POLICIES_DIR`].
+pub fn policy_file(dir: &Path, env_step: usize) -> PathBuf {
+    dir.join(POLICIES_DIR)
+        .join(format!("step_{env_step:07}.keel"))
+}
 
 /// The evaluation whose policy is in [`BEST_POLICY`]: the first with the highest finite mean
 /// return (training replaces the file only on a strictly better one).
@@ -113,6 +136,8 @@ pub struct TrainOutcome {
     pub policy_path: PathBuf,
     pub final_eval: EvalSummary,
     pub records: Vec<EvalRecord>,
+    /// The model's choice among the evaluated policies (`mbpo.select_episodes`), if made.
+    pub selected: Option<ModelChoice>,
 }
 
 /// `keel train`.
@@ -192,6 +217,15 @@ pub fn train_cli(args: &TrainArgs) -> Result<(), KeelError> {
             dir.join(BEST_POLICY).display(),
             b.eval_mean,
             b.env_step
+        );
+    }
+    if let Some(c) = out.selected {
+        println!(
+            "selected: {} (model return {:.1} at env step {}; all scores in {})",
+            dir.join(SELECTED_POLICY).display(),
+            c.model_return,
+            c.env_step,
+            dir.join(MODEL_SELECT_CSV).display()
         );
     }
     Ok(())
@@ -282,20 +316,27 @@ pub fn train_with_env(
     };
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     // The best evaluation so far. On resume it comes from the checkpoint's records; a fresh run
-    // must not leave a previous run's best policy behind.
+    // must not leave a previous run's best, selected or evaluated policies behind.
     let mut best_eval = first_best(&records).map_or(f64::NEG_INFINITY, |r| r.eval_mean);
     if !resume {
-        let stale = dir.join(BEST_POLICY);
-        match std::fs::remove_file(&stale) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(KeelError::usage(format!(
-                    "cannot remove {}: {e}",
-                    stale.display()
-                )))
+        for stale in [BEST_POLICY, SELECTED_POLICY, MODEL_SELECT_CSV, POLICIES_DIR] {
+            let stale = dir.join(stale);
+            let removed = match stale.is_dir() {
+                true => std::fs::remove_dir_all(&stale),
+                false => std::fs::remove_file(&stale),
+            };
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(KeelError::usage(format!(
+                        "cannot remove {}: {e}",
+                        stale.display()
+                    )))
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
+    ensure_writable_dir(&dir.join(POLICIES_DIR))?;
 
     let bar = if progress {
         ProgressBar::new(cfg.steps as u64)
@@ -357,6 +398,7 @@ pub fn train_with_env(
         let eval_due = env_step % cfg.eval_every == 0 || env_step == cfg.steps;
         if eval_due {
             let blob = policy_blob(agent.as_ref(), cfg, dir, env_step)?;
+            write_atomic(&policy_file(dir, env_step), &blob)?;
             let policy = load_policy(&blob)?;
             let eval_seed = cfg.seed.wrapping_add(0x5EED_0000);
             let s = evaluate(&policy, eval_env.as_mut(), cfg.eval_episodes, eval_seed)?;
@@ -438,11 +480,13 @@ pub fn train_with_env(
         cfg.eval_episodes,
         cfg.seed.wrapping_add(0x5EED_0000),
     )?;
+    let selected = select_by_model(agent.as_mut(), cfg, dir, &records, progress)?;
     Ok(TrainOutcome {
         dir: dir.to_path_buf(),
         policy_path,
         final_eval,
         records,
+        selected,
     })
 }
 

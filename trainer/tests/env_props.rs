@@ -72,15 +72,15 @@ fn ids_and_shapes() {
     }
 }
 
-/// Random rollouts: finite observations, truncation exactly at the limit, reward_fn and
-/// terminal_fn agreeing with the step they describe.
+/// Random rollouts: finite observations, truncation exactly at the limit, reward_fn,
+/// step_reward (with the step count) and terminal_fn agreeing with the step they describe.
 #[test]
 fn random_rollouts_are_consistent() {
     for mut env in envs() {
         let id = env.id().to_string();
         let mut rng = Pcg64::seed_from_u64(7);
         let (mut obs, mut next) = (vec![0.0f32; env.obs_dim()], vec![0.0f32; env.obs_dim()]);
-        let mut checked_reward = 0;
+        let (mut checked_reward, mut checked_step_reward) = (0, 0);
         for episode in 0..20u64 {
             env.reset(Some(episode), &mut obs);
             assert_finite(&id, &obs, "reset observation");
@@ -107,6 +107,15 @@ fn random_rollouts_are_consistent() {
                     );
                     checked_reward += 1;
                 }
+                if let Some(r) = env.step_reward(&obs, &a, &next, k - 1) {
+                    let tol = 1e-4 * out.reward.abs().max(1.0);
+                    assert!(
+                        (f64::from(r) - out.reward).abs() <= tol,
+                        "{id}: step_reward {r} vs {} at step {k}",
+                        out.reward
+                    );
+                    checked_step_reward += 1;
+                }
                 if let Some(t) = env.terminal_fn(&obs, &a, &next) {
                     assert_eq!(
                         t, out.terminated,
@@ -127,6 +136,12 @@ fn random_rollouts_are_consistent() {
             checked_reward > 0,
             expects_reward_fn,
             "{id}: reward_fn availability"
+        );
+        // The fisheries' penalty needs the step count: they have step_reward, not reward_fn.
+        assert_eq!(
+            checked_step_reward > 0,
+            expects_reward_fn || matches!(id.as_str(), "fishery1" | "fishery3"),
+            "{id}: step_reward availability"
         );
     }
 }

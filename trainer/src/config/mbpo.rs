@@ -184,6 +184,10 @@ pub struct MbpoConfig {
     pub real_ratio_to: usize,
     /// SAC updates per env step (G).
     pub updates_per_step: usize,
+    /// At the end of a run, score every evaluated policy (`policies/`) in the dynamics model
+    /// over this many episodes and write the best to `policy_selected.keel`, with the scores in
+    /// `model_select.csv` (no env steps; `mbpo::model_return`). 0: off.
+    pub select_episodes: usize,
 }
 
 impl Default for MbpoConfig {
@@ -205,6 +209,7 @@ impl Default for MbpoConfig {
             real_ratio_from: 0,
             real_ratio_to: 0,
             updates_per_step: 20,
+            select_episodes: 0,
         }
     }
 }

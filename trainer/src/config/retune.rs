@@ -54,6 +54,7 @@ const RETUNABLE: &[&str] = &[
     "mbpo.real_ratio_from",
     "mbpo.real_ratio_to",
     "mbpo.updates_per_step",
+    "mbpo.select_episodes",
 ];
 
 /// Every leaf key of `table` as a dotted path.

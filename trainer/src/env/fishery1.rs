@@ -111,6 +111,16 @@ impl Env for Fishery1 {
 
     // No `reward_fn`: the collapse penalty depends on the step count, which the observation lacks.
 
+    fn step_reward(&self, obs: &[f32], action: &[f32], next_obs: &[f32], t: usize) -> Option<f32> {
+        let stock = f64::from(obs.first().copied().unwrap_or(0.0)) * OBS_SCALE;
+        let harvest = f64::from(first(action).clamp(0.0, 1.0)) * stock;
+        let penalty = match self.terminal_fn(obs, action, next_obs) {
+            Some(true) => collapse_penalty(t),
+            _ => 0.0,
+        };
+        Some((harvest + penalty) as f32)
+    }
+
     fn terminal_fn(&self, _obs: &[f32], _action: &[f32], next_obs: &[f32]) -> Option<bool> {
         next_obs
             .first()

@@ -159,6 +159,17 @@ impl Env for Fishery3 {
 
     // No `reward_fn`: the collapse penalty depends on the step count, which the observation lacks.
 
+    fn step_reward(&self, obs: &[f32], action: &[f32], next_obs: &[f32], t: usize) -> Option<f32> {
+        let stock = |i: usize| f64::from(obs.get(i).copied().unwrap_or(0.0)) * OBS_SCALE;
+        let catch = |i: usize| fraction(action.get(i).copied().unwrap_or(0.0));
+        let harvest = catch(0) * stock(0) + catch(1) * stock(1);
+        let penalty = match self.terminal_fn(obs, action, next_obs) {
+            Some(true) => collapse_penalty(t),
+            _ => 0.0,
+        };
+        Some((harvest + penalty) as f32)
+    }
+
     fn terminal_fn(&self, _obs: &[f32], _action: &[f32], next_obs: &[f32]) -> Option<bool> {
         let min = next_obs.iter().fold(f32::INFINITY, |m, &v| m.min(v));
         Some(f64::from(min) * OBS_SCALE <= COLLAPSE_THRESHOLD)

@@ -84,6 +84,13 @@ pub trait Env: Send {
     fn reward_fn(&self, _obs: &[f32], _action: &[f32], _next_obs: &[f32]) -> Option<f32> {
         None
     }
+    /// The reward of 0-based step `t` of an episode in closed form, for plants whose reward
+    /// also depends on the step count (the fisheries' collapse penalty -100/(t+1)). Scoring a
+    /// policy in the dynamics model ([`crate::mbpo::model_return`]) knows `t`; the model's own
+    /// rollouts start mid-episode and do not, so they use [`Env::reward_fn`]. Defaults to it.
+    fn step_reward(&self, obs: &[f32], action: &[f32], next_obs: &[f32], _t: usize) -> Option<f32> {
+        self.reward_fn(obs, action, next_obs)
+    }
     /// Terminal predicate from observations, when known.
     fn terminal_fn(&self, _obs: &[f32], _action: &[f32], _next_obs: &[f32]) -> Option<bool> {
         None

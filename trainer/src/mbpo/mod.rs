@@ -5,9 +5,12 @@
 //! the Lipschitz-regularised critic (spectral norm + robust loss on the model rows).
 //! All knobs are in [`crate::config::MbpoConfig`] and [`crate::config::LipschitzConfig`].
 mod rollout;
+mod select;
 
 pub use rollout::{rollout, RolloutScratch};
+pub use select::{model_return, ModelReturn};
 
+use keel_runtime::Policy;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{MbpoConfig, TrainConfig};
 use crate::env::Env;
 use crate::error::KeelError;
+use crate::eval::HOST_CAPACITY;
 use crate::model::{DynamicsModel, ModelState};
 use crate::nn::{AdamState, CpuBackend};
 use crate::replay::{Batch, ReplayBuffer};
@@ -246,6 +250,18 @@ impl Agent for Mbpo {
         let (epochs, retrains) = std::mem::take(&mut self.epochs_since_stats);
         stats.push(("model_epochs".into(), epochs as f64 / retrains as f64));
         stats
+    }
+
+    fn model_return(
+        &mut self,
+        policy: &Policy<'_, HOST_CAPACITY>,
+        episodes: usize,
+        seed: u64,
+    ) -> Result<Option<ModelReturn>, KeelError> {
+        if !self.trained {
+            return Ok(None);
+        }
+        model_return(&mut self.model, self.env.as_ref(), policy, episodes, seed).map(Some)
     }
 
     fn save(&self) -> Result<Vec<u8>, KeelError> {

@@ -62,6 +62,15 @@ fn resume_export_inspect_eval() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("checkpoint"));
+
+    // `keel select` needs a dynamics model: a SAC run is refused by name, as is a missing run.
+    let o = keel(&["select", r]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no dynamics model"), "{}", stderr(&o));
+    let none = tmp.path().join("none");
+    let o = keel(&["select", none.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("checkpoint"), "{}", stderr(&o));
 }
 
 /// `--resume --config FILE` changes the listed settings for the rest of a run, keeps the old

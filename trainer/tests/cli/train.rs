@@ -96,9 +96,16 @@ fn train_is_deterministic_and_writes_all_outputs() {
         "checkpoint.bin",
         "policy.keel",
         "policy_best.keel",
+        "policies/step_0000300.keel",
+        "policies/step_0000600.keel",
     ] {
         assert!(a.join(f).exists(), "{f} missing");
     }
+    // The last evaluated policy is the final one.
+    assert_eq!(
+        std::fs::read(a.join("policies/step_0000600.keel")).unwrap(),
+        std::fs::read(a.join("policy.keel")).unwrap()
+    );
     // policy_best.keel is the policy of the first best evaluation: re-evaluated with the
     // training's evaluation seed (seed + 0x5EED0000) it gives that row's return exactly.
     let means: Vec<f64> = metrics_without_wall(&a)[1..]
