@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scores fishery3 training runs the way docs/benchmarks.md does: the final and the best policy
 # of each run directory, 100 episodes each with the fixed eval seed 12345 (so every policy sees
-# the same noise), and the run's last Lipschitz measurements. Prints CSV.
+# the same noise), and the run's last Lipschitz measurements; where the run has one (training
+# with mbpo.select_episodes > 0, or `keel select DIR`), also the policy its dynamics model chose.
+# Prints CSV.
 #
 #   tools/bench/fishery3_scores.sh RUN_DIR...
 #   tools/bench/fishery3_scores.sh DIR/runs/fishery3/mbpo-single-sn+robust/seed*
@@ -16,7 +18,7 @@ score() {
     sed -n 's/.*"mean_score":\([-0-9.e]*\).*/\1/p'
 }
 
-echo "run,env_steps,score_final,score_best,best_step,last_lip_grad_mean,last_lip_layer_bound,wall_s"
+echo "run,env_steps,score_final,score_best,best_step,last_lip_grad_mean,last_lip_layer_bound,wall_s,score_selected,selected_step"
 for d in "$@"; do
   for f in policy.keel policy_best.keel metrics.csv; do
     [[ -f $d/$f ]] || { echo "$d: no $f (not a finished fishery3 run?)" >&2; exit 1; }
@@ -34,6 +36,12 @@ for d in "$@"; do
         v[c["lip_layer_bound"]], v[c["wall_s"]]
     }' "$d/metrics.csv")
   IFS=, read -r steps best_step grad bound wall <<<"$tail"
-  printf '%s,%s,%.2f,%.2f,%s,%s,%s,%s\n' "$d" "$steps" "$final" "$best" "$best_step" "$grad" \
-    "$bound" "$wall"
+  selected="" selected_step=""
+  if [[ -f $d/policy_selected.keel ]]; then
+    selected=$(printf '%.2f' "$(score "$d/policy_selected.keel")")
+    selected_step=$("$keel" inspect "$d/policy_selected.keel" --json |
+      sed -n 's/.*"train_steps":\([0-9]*\).*/\1/p')
+  fi
+  printf '%s,%s,%.2f,%.2f,%s,%s,%s,%s,%s,%s\n' "$d" "$steps" "$final" "$best" "$best_step" "$grad" \
+    "$bound" "$wall" "$selected" "$selected_step"
 done

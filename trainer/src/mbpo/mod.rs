@@ -259,7 +259,15 @@ impl Agent for Mbpo {
         seed: u64,
     ) -> Result<Option<ModelReturn>, KeelError> {
         if !self.trained {
-            return Ok(None);
+            // Not fitted yet, or idle through a real-only phase (fishery3 after 60,000 steps):
+            // fit it to all the real data now, with its own generator so that scoring never
+            // moves the run's random stream.
+            if self.real.len() < self.cfg.init_steps.max(1) {
+                return Ok(None);
+            }
+            let mut rng = Pcg64::seed_from_u64(seed ^ 0xF17_F17);
+            self.model.train(&self.real, &mut rng);
+            self.trained = true;
         }
         model_return(&mut self.model, self.env.as_ref(), policy, episodes, seed).map(Some)
     }
