@@ -396,6 +396,42 @@ mod tests {
         assert!(more > filled, "{more} > {filled}");
     }
 
+    /// Scoring a policy in the model: nothing before the first fit; in a real-only phase the idle
+    /// model is refit on all the real data first, with its own generator, so the run's random
+    /// stream and data stay as they were and the same seed gives the same score.
+    #[test]
+    fn scoring_refits_an_idle_model_without_moving_the_run() {
+        let cfg = tiny_fishery3();
+        let template = make_env("fishery3").unwrap();
+        let mut env = template.box_clone();
+        let mut agent = Mbpo::new(&cfg, template.as_ref()).unwrap();
+        let blob = keel_runtime::encode::encode(&agent.policy_spec()).unwrap();
+        let policy = crate::eval::load_policy(&blob).unwrap();
+        assert_eq!(agent.model_return(&policy, 5, 3).unwrap(), None);
+        let (mut obs, mut next) = (vec![0.0; 3], vec![0.0; 3]);
+        let mut act = vec![0.0; 2];
+        env.reset(Some(1), &mut obs);
+        // The switch to real-only batches comes at step 45; the model idles after it.
+        for _ in 0..60 {
+            agent.explore(&obs, &mut act);
+            let s = env.step(&act, &mut next);
+            agent.observe(&obs, &act, s.reward as f32, &next, s.terminated);
+            if s.terminated || s.truncated {
+                env.reset(None, &mut obs);
+            } else {
+                obs.copy_from_slice(&next);
+            }
+        }
+        assert!(!agent.trained, "idle after the switch");
+        let (rng, real_len) = (agent.rng.clone(), agent.real.len());
+        let first = agent.model_return(&policy, 5, 3).unwrap().unwrap();
+        assert!(agent.trained, "refit before scoring");
+        assert!(first.mean_return.is_finite(), "{first:?}");
+        assert!(agent.rng == rng, "scoring moved the run's random stream");
+        assert_eq!(agent.real.len(), real_len);
+        assert_eq!(agent.model_return(&policy, 5, 3).unwrap().unwrap(), first);
+    }
+
     /// With no model rows in a batch the robust term lapses, unless `robust_on_real` moves it
     /// onto real rows.
     #[test]
