@@ -106,9 +106,15 @@ fn user_keys_override_env_defaults() {
         TrainConfig::for_env_algo("fishery3", Algo::Sac).steps,
         30_000
     );
-    // fishery3 deploys the model's choice among its evaluated policies; no other plant does.
+    // fishery3 and cartpole-swingup deploy the model's choice among their evaluated policies.
     assert_eq!(f.mbpo.select_episodes, 500);
-    for env in ["pendulum", "mountaincar", "cartpole-swingup", "fishery1"] {
+    assert_eq!(
+        TrainConfig::for_env("cartpole-swingup")
+            .mbpo
+            .select_episodes,
+        100
+    );
+    for env in ["pendulum", "mountaincar", "fishery1"] {
         assert_eq!(TrainConfig::for_env(env).mbpo.select_episodes, 0, "{env}");
     }
     for env in ["pendulum", "mountaincar", "cartpole-swingup"] {
