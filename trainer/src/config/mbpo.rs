@@ -243,7 +243,7 @@ impl MbpoConfig {
             // seed 5 dipped once to 298 (docs/benchmarks.md, session 13).
             //
             // The deployed policy is the model's choice among the evaluated ones
-            // (`policy_selected.keel`): late evaluations swing by 5-20, and on five of eight
+            // (`policy_selected.keel`): late evaluations swing by 5-20, and on six of eight
             // seeds the final policy is not the best. Seeds 0-4: the choice scores 436.11
             // against the final policies' 435.12 (+0.99 a seed); held-out seeds 5-7: 437.98
             // against 433.60 (+4.38). Never below the final policy, within 0.57 of the best
