@@ -114,6 +114,13 @@ fn user_keys_override_env_defaults() {
             .select_episodes,
         100
     );
+    // cartpole-swingup evaluates (and so offers the model a candidate) every 2,500 steps.
+    let c = TrainConfig::for_env("cartpole-swingup");
+    assert_eq!((c.eval_every, c.checkpoint_every), (2_500, 2_500));
+    assert_eq!(
+        TrainConfig::for_env_algo("cartpole-swingup", Algo::Sac).eval_every,
+        5_000
+    );
     for env in ["pendulum", "mountaincar", "fishery1"] {
         assert_eq!(TrainConfig::for_env(env).mbpo.select_episodes, 0, "{env}");
     }
