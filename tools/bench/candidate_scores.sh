@@ -20,11 +20,13 @@ shift 2
 [[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
 [[ -x $keel ]] || (cd "$root" && cargo build -q --release -p keel-trainer)
 
+# The env's score where it has one ("mean_score" is null elsewhere), else the mean return.
 score() {
-  "$keel" eval "$1" --env "$env" --episodes "$episodes" --seed 12345 --json |
-    python3 -c 'import json, sys
-r = json.load(sys.stdin)
-print(r["mean_score"] if r.get("mean_score") is not None else r["mean_return"])'
+  local json score
+  json=$("$keel" eval "$1" --env "$env" --episodes "$episodes" --seed 12345 --json)
+  score=$(sed -n 's/.*"mean_score":\([-0-9.e]*\).*/\1/p' <<<"$json")
+  [[ -n $score ]] || score=$(sed -n 's/.*"mean_return":\([-0-9.e]*\).*/\1/p' <<<"$json")
+  echo "$score"
 }
 
 echo "run,env_step,model_return,model_ended_early,eval_mean,real_score,deployed,best"
