@@ -2,8 +2,8 @@
 """Seed-by-seed comparison of two configurations from candidate-score CSVs.
 
 Reads the CSVs that docs/benchmarks.md commits under docs/bench/ (columns config, seed,
-env_step, model_return, real_100: one row per evaluated policy of a run, as written by
-tools/bench/candidate_scores.sh), pairs the runs of configuration A and B on the same seed, and
+env_step, model_return and real_100 or real_score: one row per evaluated policy of a run, as
+written by tools/bench/candidate_scores.sh and fishery3_scores.sh), pairs the runs of configuration A and B on the same seed, and
 prints a markdown table of the pairs and the paired statistics the benchmark notes quote, so a
 reader can recompute them from the committed data alone.
 
@@ -12,11 +12,15 @@ model_return (the run's own model chooses, no env steps), "best" the highest rea
 "final" the real score of the last candidate.
 
 A config name matches a row when it equals the row's config or the row's config is that name
-followed by a parenthesised remark, e.g. `mbpo-single-sn+robust (default)`.
+followed by a parenthesised remark, e.g. `mbpo-single-sn+robust (default)`. A file without a
+config column is given as NAME=PATH: all its rows belong to NAME.
 
     python3 tools/bench/paired_compare.py --a mbpo-single-sn+robust --b mbpo-ensemble \
         docs/bench/cartpole-swingup_session3[789]_model_select.csv \
         docs/bench/cartpole-swingup_session[45]*_ensemble_heldout.csv
+    python3 tools/bench/paired_compare.py --a default --b ensemble \
+        default=docs/bench/fishery3_session32_model_select.csv ... \
+        ensemble=docs/bench/fishery3_session40_ensemble.csv ...
 
 Standard library only.
 """
@@ -35,14 +39,22 @@ def matches(config, name):
 def load(paths, name):
     """{seed: {env_step: (model_return, real_100)}} for the runs of `name`; a seed may come from one file only."""
     runs, source = {}, {}
-    for path in paths:
+    for spec in paths:
+        owner, _, path = spec.rpartition("=")
+        if owner and owner != name:
+            continue
         with open(path, newline="") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                if not matches(row["config"], name):
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            if not owner and "config" not in fields:
+                sys.exit(f"{path}: no config column; name its runs as NAME={path}")
+            real = "real_100" if "real_100" in fields else "real_score"
+            for line, row in enumerate(reader, start=2):
+                if not owner and not matches(row["config"], name):
                     continue
                 try:
                     seed, step = int(row["seed"]), int(row["env_step"])
-                    scores = (float(row["model_return"]), float(row["real_100"]))
+                    scores = (float(row["model_return"]), float(row[real]))
                 except (KeyError, ValueError) as e:
                     sys.exit(f"{path}:{line}: bad row for {name!r}: {e}")
                 if source.setdefault(seed, path) != path:
@@ -90,7 +102,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", required=True, help="config compared (differences are A - B)")
     ap.add_argument("--b", required=True, help="config compared against")
-    ap.add_argument("csv", nargs="+")
+    ap.add_argument("csv", nargs="+", help="PATH, or NAME=PATH for a file without a config column")
     args = ap.parse_args()
     a, b = load(args.csv, args.a), load(args.csv, args.b)
     seeds = sorted(set(a) & set(b))
