@@ -103,6 +103,9 @@ def main():
     ap.add_argument("--a", required=True, help="config compared (differences are A - B)")
     ap.add_argument("--b", required=True, help="config compared against")
     ap.add_argument("csv", nargs="+", help="PATH, or NAME=PATH for a file without a config column")
+    ap.add_argument("--check-doc", metavar="MD",
+                    help="fail unless MD quotes the deployed comparison's mean, standard error and "
+                         "95%% interval as printed here (so a doc cannot drift from its data)")
     args = ap.parse_args()
     a, b = load(args.csv, args.a), load(args.csv, args.b)
     seeds = sorted(set(a) & set(b))
@@ -119,6 +122,7 @@ def main():
               f"| {x['deployed'] - y['deployed']:+.2f} |")
     print()
     t = t_quantile_975(len(seeds) - 1)
+    quoted = None
     for key in ("deployed", "best", "final"):
         xs, ys = [sa[s][key] for s in seeds], [sb[s][key] for s in seeds]
         d = [x - y for x, y in zip(xs, ys)]
@@ -128,10 +132,21 @@ def main():
               f"(paired standard error {se:.2f}, median {st.median(d):+.2f}), A ahead on "
               f"{sum(v > 0 for v in d)} of {len(d)} (sign test p = {sign_test(d):.2f}); 95% t "
               f"interval {m - t * se:+.2f} to {m + t * se:+.2f}")
+        if key == "deployed":
+            quoted = [f"{m:+.2f} a seed (paired standard error {se:.2f}",
+                      f"{m - t * se:+.2f} to {m + t * se:+.2f}"]
     alone = sorted(set(a) - set(b))
     if alone:
         print(f"- {args.a} alone on seeds {alone}: deployed "
               + ", ".join(f"{sa_s['deployed']:.2f}" for sa_s in (summarise(a[s]) for s in alone)))
+    if args.check_doc:
+        with open(args.check_doc) as f:
+            doc = f.read()
+        missing = [q for q in quoted if q not in doc]
+        if missing:
+            sys.exit(f"{args.check_doc}: does not quote {missing} ({args.a} against {args.b}, "
+                     f"seeds {seeds[0]}-{seeds[-1]}); update it from the output above")
+        print(f"{args.check_doc} quotes {quoted}")
 
 
 if __name__ == "__main__":
