@@ -105,7 +105,8 @@ def main():
     ap.add_argument("csv", nargs="+", help="PATH, or NAME=PATH for a file without a config column")
     ap.add_argument("--check-doc", metavar="MD",
                     help="fail unless MD quotes the deployed comparison's mean, standard error and "
-                         "95%% interval as printed here (so a doc cannot drift from its data)")
+                         "95%% interval, and A's mean ± sd over all its seeds, as printed here (so "
+                         "a doc cannot drift from its data)")
     args = ap.parse_args()
     a, b = load(args.csv, args.a), load(args.csv, args.b)
     seeds = sorted(set(a) & set(b))
@@ -139,6 +140,10 @@ def main():
     if alone:
         print(f"- {args.a} alone on seeds {alone}: deployed "
               + ", ".join(f"{sa_s['deployed']:.2f}" for sa_s in (summarise(a[s]) for s in alone)))
+        every = [summarise(a[s])["deployed"] for s in sorted(a)]
+        spread = f"{st.mean(every):.2f} ± {st.stdev(every):.2f}"
+        print(f"- {args.a} over all its {len(every)} seeds: deployed {spread}")
+        quoted.append(spread)
     if args.check_doc:
         with open(args.check_doc) as f:
             doc = f.read()
