@@ -12,10 +12,10 @@ python3 tools/bench/paired_compare.py --check-doc $DOC --a mbpo-single-sn+robust
   $B/cartpole-swingup_session3[789]_model_select.csv $B/cartpole-swingup_session[45]*_ensemble_heldout.csv
 
 echo; echo "fishery3, 120,000 steps: the same"
-ens=()
-for s in 42:5 43:6 44:7 45:8 46:9; do ens+=("ensemble=$B/fishery3_session${s%:*}_ensemble_seed${s#*:}.csv"); done
 python3 tools/bench/paired_compare.py --check-doc $DOC --a default --b ensemble \
   default=$B/fishery3_session32_model_select.csv default=$B/fishery3_session34_model_select.csv \
   default=$B/fishery3_session35_model_select.csv default=$B/fishery3_session36_model_select.csv \
   ensemble=$B/fishery3_session35_ensemble_seed0.csv ensemble=$B/fishery3_session40_ensemble.csv \
-  ensemble=$B/fishery3_session41_ensemble.csv "${ens[@]}"
+  ensemble=$B/fishery3_session41_ensemble.csv ensemble=$B/fishery3_session42_ensemble_seed5.csv \
+  ensemble=$B/fishery3_session43_ensemble_seed6.csv ensemble=$B/fishery3_session44_ensemble_seed7.csv \
+  ensemble=$B/fishery3_session45_ensemble_seed8.csv ensemble=$B/fishery3_session46_ensemble_seed9.csv

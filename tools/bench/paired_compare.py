@@ -3,9 +3,10 @@
 
 Reads the CSVs that docs/benchmarks.md commits under docs/bench/ (columns config, seed,
 env_step, model_return and real_100 or real_score: one row per evaluated policy of a run, as
-written by tools/bench/candidate_scores.sh and fishery3_scores.sh), pairs the runs of configuration A and B on the same seed, and
-prints a markdown table of the pairs and the paired statistics the benchmark notes quote, so a
-reader can recompute them from the committed data alone.
+written by tools/bench/candidate_scores.sh and fishery3_scores.sh), pairs the runs of
+configurations A and B on the same seed, and prints a markdown table of the pairs and the
+paired statistics the benchmark notes quote, so a reader can recompute them from the committed
+data alone.
 
 For each run: "deployed" is the real score (100 episodes) of the candidate with the highest
 model_return (the run's own model chooses, no env steps), "best" the highest real score,
@@ -37,7 +38,9 @@ def matches(config, name):
 
 
 def load(paths, name):
-    """{seed: {env_step: (model_return, real_100)}} for the runs of `name`; a seed may come from one file only."""
+    """{seed: {env_step: (model_return, real score)}} for the runs of `name`.
+
+    A seed may come from one file only."""
     runs, source = {}, {}
     for spec in paths:
         owner, _, path = spec.rpartition("=")
@@ -112,7 +115,7 @@ def main():
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         sys.exit(f"need at least two seeds run by both {args.a!r} and {args.b!r}; found {seeds}")
-    sa = {s: summarise(a[s]) for s in seeds}
+    sa = {s: summarise(run) for s, run in a.items()}
     sb = {s: summarise(b[s]) for s in seeds}
 
     print(f"| seed | {args.a}: deployed (step) | {args.b}: deployed (step) | A - B |")
@@ -139,11 +142,11 @@ def main():
     alone = sorted(set(a) - set(b))
     if alone:
         print(f"- {args.a} alone on seeds {alone}: deployed "
-              + ", ".join(f"{sa_s['deployed']:.2f}" for sa_s in (summarise(a[s]) for s in alone)))
-        every = [summarise(a[s])["deployed"] for s in sorted(a)]
-        spread = f"{st.mean(every):.2f} ± {st.stdev(every):.2f}"
-        print(f"- {args.a} over all its {len(every)} seeds: deployed {spread}")
-        quoted.append(spread)
+              + ", ".join(f"{sa[s]['deployed']:.2f}" for s in alone))
+    every = [v["deployed"] for v in sa.values()]
+    spread = f"{st.mean(every):.2f} ± {st.stdev(every):.2f}"
+    print(f"- {args.a} over all its {len(every)} seeds: deployed {spread}")
+    quoted.append(spread)
     if args.check_doc:
         with open(args.check_doc) as f:
             doc = f.read()
