@@ -173,6 +173,21 @@ fn resume_a_checkpoint_from_before_a_new_key() {
 /// replayed from its actions).
 #[test]
 fn an_mbpo_run_resumed_ends_as_one_run() {
+    resume_ends_as_one_run(&[]);
+}
+
+/// The same for the ensemble baseline as the benchmark runs it (`--model ensemble --lipschitz
+/// none`): every member's weights, the optimizer's moments, the normalizers and the elite set
+/// are checkpointed, so a long ensemble run resumed from a checkpoint is the run straight
+/// through.
+#[test]
+fn an_ensemble_run_resumed_ends_as_one_run() {
+    resume_ends_as_one_run(&["--model", "ensemble", "--lipschitz", "none"]);
+}
+
+/// Trains 600 steps straight through and 300 + a resume to 600, with `variant` on the first
+/// leg of each (a resume keeps what the run's config.toml says), and compares metrics.csv.
+fn resume_ends_as_one_run(variant: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("mbpo.toml");
     std::fs::write(
@@ -192,9 +207,12 @@ fn an_mbpo_run_resumed_ends_as_one_run() {
         let o = keel(&args);
         assert!(o.status.success(), "{}", stderr(&o));
     };
-    train(&one, &["--config", c]);
+    let mut first_leg = vec!["--config", c];
+    first_leg.extend(variant);
+    train(&one, &first_leg);
     // Pendulum's episodes are 200 steps: 300 is halfway through the second.
-    train(&two, &["--config", c, "--steps", "300"]);
+    first_leg.extend(["--steps", "300"]);
+    train(&two, &first_leg);
     train(&two, &["--resume", "--steps", "600"]);
     // Every column but the wall-clock ones.
     let metrics = |dir: &Path| -> Vec<String> {
