@@ -63,14 +63,19 @@ pub(crate) fn tiny_run_300(dir: &Path) -> std::path::PathBuf {
     run
 }
 
+/// metrics.csv's rows without the wall-clock columns (`wall_s`, and MBPO's `model_train_s` and
+/// `model_predict_s`: every column named `*_s`), which differ between identical runs.
 pub(crate) fn metrics_without_wall(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    text.lines()
         .map(|l| {
-            let mut cols: Vec<&str> = l.split(',').collect();
-            cols.remove(1);
-            cols.join(",")
+            l.split(',')
+                .zip(&header)
+                .filter(|(_, h)| !h.ends_with("_s"))
+                .map(|(v, _)| v)
+                .collect::<Vec<_>>()
+                .join(",")
         })
         .collect()
 }
