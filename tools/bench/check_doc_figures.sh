@@ -9,7 +9,7 @@ B=docs/bench
 
 echo "cartpole-swingup, 50,000 steps: the default's deployed policy against the ensemble's own choice"
 python3 tools/bench/paired_compare.py --check-doc $DOC --a mbpo-single-sn+robust --b mbpo-ensemble \
-  $B/cartpole-swingup_session3[789]_model_select.csv $B/cartpole-swingup_session[45]*_ensemble_heldout.csv
+  $B/cartpole-swingup_session3[789]_model_select.csv $B/cartpole-swingup_session*_ensemble_heldout.csv
 
 echo; echo "fishery3, 120,000 steps: the same"
 python3 tools/bench/paired_compare.py --check-doc $DOC --a default --b ensemble \

@@ -18,7 +18,7 @@ config column is given as NAME=PATH: all its rows belong to NAME.
 
     python3 tools/bench/paired_compare.py --a mbpo-single-sn+robust --b mbpo-ensemble \
         docs/bench/cartpole-swingup_session3[789]_model_select.csv \
-        docs/bench/cartpole-swingup_session[45]*_ensemble_heldout.csv
+        docs/bench/cartpole-swingup_session*_ensemble_heldout.csv
     python3 tools/bench/paired_compare.py --a default --b ensemble \
         default=docs/bench/fishery3_session32_model_select.csv ... \
         ensemble=docs/bench/fishery3_session40_ensemble.csv ...
